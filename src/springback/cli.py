@@ -1,0 +1,185 @@
+"""Command line: one subcommand per public API function, same argument names.
+
+Errors the user can fix print one line (``springback: error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from .errors import SpringbackError
+
+# name -> (help, add_arguments(parser), handler(args) -> exit code)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, help: str):
+    def deco(fn):
+        COMMANDS[name] = (help, fn.add_arguments, fn)  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def _args(fn: Callable[[argparse.ArgumentParser], None]):
+    def wrap(handler):
+        handler.add_arguments = fn
+        return handler
+
+    return wrap
+
+
+# ----------------------------------------------------------------------------- list
+
+
+def _list_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("list", "experiments, worlds, scorers and size presets, one line each")
+@_args(_list_args)
+def cmd_list(args: argparse.Namespace) -> int:
+    from .experiments import EXPERIMENTS
+    from .measure import SCORERS
+    from .models import PRESETS, preset_parameters
+    from .worlds import WORLDS
+
+    for name, exp in EXPERIMENTS.items():
+        print(f"experiment  {name:<12} {exp.description}")
+    for name, make in WORLDS.items():
+        print(f"world       {name:<12} {make().description}")
+    for name, desc in SCORERS.items():
+        print(f"scorer      {name:<12} {desc}")
+    for name, p in PRESETS.items():
+        n = preset_parameters(name, 100)
+        print(f"preset      {name:<12} {n / 1e6:.2f}M parameters (100-word vocabulary): hidden {p.hidden_size}, "
+              f"{p.n_layers} layers, {p.n_heads} heads")
+    return 0
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="experiment name (see `springback list`)")
+    p.add_argument("--preset", default="quick", help="named preset: quick (laptop CPU, minutes) or full (more seeds, bigger grids)")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file with config values (applied after the preset)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set seeds=[0,1] --set align.lr=1e-4 (repeatable)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder for runs and the shared model cache (default: springback-runs)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and the run directory, then exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("run", "run one experiment; prints the run directory as its last line")
+@_args(_run_args)
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import api
+    from .config import dump_yaml
+
+    out = args.out or api.DEFAULT_OUT
+    cfg = api.resolve_config(args.experiment, args.preset, args.config, args.sets)
+    if args.dry_run:
+        print(dump_yaml(cfg), end="")
+        print(api.run_dir_for(args.experiment, cfg, out))
+        return 0
+    run_dir = api.run(args.experiment, preset=args.preset, config=args.config, sets=args.sets, out=out,
+                      progress=not args.quiet)
+    from . import runtime
+
+    if runtime.is_main_process():
+        _print_claims(run_dir)
+        print(run_dir)
+    return 0
+
+
+def _print_claims(run_dir) -> None:
+    from .api import load_result
+    from .report.html import _fmt
+
+    for c in load_result(run_dir)["claims"]:
+        print(f"{c['id']:<42} effect {_fmt(c['effect']):>10}  95% CI [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]  "
+              f"seeds {c['n_seeds']}  {c['verdict']}")
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+
+def _reproduce_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="quick", help="quick (about 15 minutes on 2 CPU cores) or full (larger machine)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: springback-runs)")
+    p.add_argument("--only", action="append", default=None, metavar="EXPERIMENT",
+                   help="run only these experiments (repeatable; default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("reproduce", "run every claim of both papers on the embedded default and write report.html")
+@_args(_reproduce_args)
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import api
+
+    path = api.reproduce(preset=args.preset, out=args.out or api.DEFAULT_OUT, experiments=args.only,
+                         progress=not args.quiet)
+    print(path)
+    return 0
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more finished run directories")
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write report.html / report.md (default: the first run directory)")
+
+
+@command("report", "write report.html and report.md for finished run directories")
+@_args(_report_args)
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .api import load_result
+    from .report import write_report
+
+    for d in args.run_dirs:
+        load_result(d)  # clear error if unfinished
+    print(write_report(args.run_dirs, Path(args.out or args.run_dirs[0])))
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="springback", description="Measure how strongly language models resist alignment.")
+    parser.add_argument("--version", action="version", version=f"springback {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add, handler) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except SpringbackError as exc:
+        print(f"springback: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("springback: interrupted (run the same command again to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Pieces every world experiment shares: cached pre-trained bases and checkpoint measurement."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
+from ..measure import alignment_measure, sample, sequence_kl, vader_scorer, world_label_scorer
+from ..models import build_model, load_model, save_model
+from ..train import train
+from ..worlds import get_world
+from ..worlds.base import TemplateWorld
+from .base import RunContext
+
+# Pre-training of tiny world models: higher lr and batch than fine-tuning; constant lr so
+# that intermediate checkpoints are comparable (as TinyLlama's are).
+DEFAULT_PRETRAIN = TrainConfig(lr=2e-3, batch_size=32, max_length=64)
+
+
+def base_key(world_name: str, world_cfg: WorldConfig, model_cfg: ModelConfig, pretrain: TrainConfig, seed: int) -> dict:
+    """Everything that determines a pre-trained base (and nothing else, so bases are shared)."""
+    if model_cfg.path:
+        return {"model_path": model_cfg.path, "revision": model_cfg.revision, "dtype": model_cfg.dtype}
+    return {
+        "world": world_name,
+        "prior": world_cfg.prior,
+        "n_task_examples": world_cfg.n_task_examples,
+        "n_general_examples": world_cfg.n_general_examples,
+        "preset": model_cfg.preset,
+        "pretrain": to_dict(pretrain),
+        "seed": seed,
+    }
+
+
+def pretrained_base(
+    ctx: RunContext, world_name: str, world_cfg: WorldConfig, model_cfg: ModelConfig, pretrain: TrainConfig, seed: int
+) -> str:
+    """Path of the base model for (world, size, pre-training budget, seed), trained once and cached.
+
+    With ``model.path`` set, the user's checkpoint is the base and nothing is trained.
+    """
+    if model_cfg.path:
+        return model_cfg.path
+    world = get_world(world_name)
+
+    def build(tmp: Path) -> None:
+        tok = world.tokenizer()
+        model = build_model(model_cfg.preset, tok, seed)
+        corpus = world.pretrain_corpus(world_cfg.n_task_examples, world_cfg.n_general_examples, world_cfg.prior, seed)
+        result = train(model, tok, corpus, pretrain, seed=seed, stage=f"pretrain {world_name}/{model_cfg.preset}/s{seed}",
+                       loss_on="all", progress=ctx.progress)
+        save_model(model, tok, tmp)
+        (tmp / "pretrain_loss.json").write_text(
+            __import__("json").dumps({"n_examples": result.n_examples[-1], "final_loss": result.final_loss, "mean_loss": result.mean_loss})
+        )
+
+    return str(ctx.cached_dir("bases", base_key(world_name, world_cfg, model_cfg, pretrain, seed), build))
+
+
+def load(path: str, model_cfg: ModelConfig | None = None) -> tuple[torch.nn.Module, Any]:
+    """Load a base / checkpoint onto the runtime device, in eval mode."""
+    from .. import runtime
+
+    mc = model_cfg or ModelConfig()
+    model, tok = load_model(path, revision=mc.revision if mc.path == path else "", dtype=mc.dtype,
+                            trust_remote_code=mc.trust_remote_code)
+    model.to(runtime.device()).eval()
+    return model, tok
+
+
+def clone(model: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(model)
+
+
+def measure_checkpoint(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    world: TemplateWorld,
+    reference: torch.nn.Module | None,
+    cfg: MeasureConfig,
+    n_eval_prompts: int,
+    seed: int,
+) -> dict[str, float]:
+    """Exact π⁺ / S over A and N, sampled aligned rate, VADER (sentiment-like worlds), KL to reference."""
+    prompts = world.eval_prompts(n_eval_prompts)
+    a_set, n_set = world.reference_sets()
+    row = alignment_measure(model, tokenizer, prompts, a_set, n_set, cfg.batch_size).summary()
+    if cfg.n_samples > 0:
+        texts, ids, pidx = sample(model, tokenizer, prompts, cfg.n_samples, seed=seed, temperature=cfg.temperature,
+                                  top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
+        labels = world_label_scorer(world)(texts)
+        row["sampled_rate"] = sum(labels) / len(labels)
+        if cfg.vader and world.sentiment_like:
+            v = vader_scorer()(texts)
+            row["vader"] = sum(v) / len(v)
+        if cfg.kl and reference is not None:
+            row["kl_to_base"] = float(sequence_kl(model, reference, tokenizer, prompts, ids, pidx).mean())
+    return row

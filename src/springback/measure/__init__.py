@@ -1,0 +1,18 @@
+"""Measurements of a model: exact alignment scores, samples, scorers, KL."""
+
+from .alignment import AlignmentMeasure, alignment_measure
+from .kl import sequence_kl
+from .logprobs import completion_logprobs
+from .sampling import sample
+from .scorers import SCORERS, vader_scorer, world_label_scorer
+
+__all__ = [
+    "AlignmentMeasure",
+    "alignment_measure",
+    "completion_logprobs",
+    "sample",
+    "sequence_kl",
+    "SCORERS",
+    "vader_scorer",
+    "world_label_scorer",
+]

@@ -1,0 +1,72 @@
+"""Exact alignment measures over a world's reference completion sets A and N.
+
+For prompt x, π⁺(x) is the model's probability of an aligned completion *given that it
+produces one of the reference completions*: π⁺ = Σ_{y∈A} π(y|x) / Σ_{y∈A∪N} π(y|x), and
+π⁻ = 1 − π⁺ (SPEC §5; the renormalisation over A ∪ N is ours and makes π⁺ + π⁻ = 1 hold
+exactly even though a model can put mass elsewhere; that mass is reported as ``coverage``).
+The alignment score is S = log(π⁺/π⁻).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import torch
+
+from .logprobs import completion_logprobs
+
+
+@dataclasses.dataclass
+class AlignmentMeasure:
+    """Per-prompt exact measures. Tensors are [P] (prompts) unless noted."""
+
+    log_pi_pos: torch.Tensor
+    log_pi_neg: torch.Tensor
+    score: torch.Tensor  # S = log π⁺ − log π⁻
+    coverage: torch.Tensor  # Σ_{A∪N} π(y|x): mass on the reference completions
+    logp_aligned: torch.Tensor  # [P, |A|] log π(y|x)
+    logp_opposing: torch.Tensor  # [P, |N|]
+
+    @property
+    def pi_pos(self) -> torch.Tensor:
+        return self.log_pi_pos.exp()
+
+    def posterior_aligned(self) -> torch.Tensor:
+        """π(y | A, x) = π(y|x) / Σ_A π. [P, |A|]"""
+        return torch.softmax(self.logp_aligned, dim=1)
+
+    def posterior_opposing(self) -> torch.Tensor:
+        return torch.softmax(self.logp_opposing, dim=1)
+
+    def summary(self) -> dict[str, float]:
+        """Prompt-averaged numbers for a records row."""
+        return {
+            "pi_pos": float(self.pi_pos.mean()),
+            "score_S": float(self.score.mean()),
+            "coverage": float(self.coverage.mean()),
+        }
+
+
+def alignment_measure(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    aligned: Sequence[str],
+    opposing: Sequence[str],
+    batch_size: int = 256,
+) -> AlignmentMeasure:
+    """Teacher-force every completion of A and N after every prompt and summarise."""
+    logp = completion_logprobs(model, tokenizer, prompts, list(aligned) + list(opposing), batch_size)
+    la, ln = logp[:, : len(aligned)], logp[:, len(aligned) :]
+    lse_a = torch.logsumexp(la, 1)
+    lse_n = torch.logsumexp(ln, 1)
+    lse_all = torch.logaddexp(lse_a, lse_n)
+    return AlignmentMeasure(
+        log_pi_pos=lse_a - lse_all,
+        log_pi_neg=lse_n - lse_all,
+        score=lse_a - lse_n,
+        coverage=lse_all.exp(),
+        logp_aligned=la,
+        logp_opposing=ln,
+    )

@@ -1,0 +1,152 @@
+"""Models: tiny Llama-architecture presets built from a config, or any Hugging Face causal LM.
+
+One model type serves every scale (DESIGN §4): a preset is an ordinary
+``LlamaForCausalLM`` created with ``from_config`` and saved with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, SpringbackError
+
+
+@dataclasses.dataclass(frozen=True)
+class SizePreset:
+    hidden_size: int
+    n_layers: int
+    n_heads: int
+    intermediate_size: int
+
+
+# One width/depth dial; parameter counts (with a ~100-word world vocabulary) in comments.
+PRESETS: dict[str, SizePreset] = {
+    "nano": SizePreset(hidden_size=32, n_layers=2, n_heads=4, intermediate_size=64),  # ~0.03M
+    "micro": SizePreset(hidden_size=64, n_layers=3, n_heads=4, intermediate_size=128),  # ~0.13M
+    "mini": SizePreset(hidden_size=96, n_layers=4, n_heads=4, intermediate_size=256),  # ~0.45M
+    "small": SizePreset(hidden_size=128, n_layers=6, n_heads=4, intermediate_size=384),  # ~1.3M
+    "base": SizePreset(hidden_size=256, n_layers=6, n_heads=8, intermediate_size=768),  # ~4.8M
+}
+
+
+def preset_config(name: str, vocab_size: int, max_positions: int = 128, tokenizer: Any = None):
+    """The ``LlamaConfig`` of size preset ``name`` for a vocabulary of ``vocab_size`` words."""
+    from transformers import LlamaConfig
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown size preset '{name}' (choose from: {', '.join(PRESETS)})")
+    p = PRESETS[name]
+    kw = {}
+    if tokenizer is not None:
+        kw = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=p.hidden_size,
+        intermediate_size=p.intermediate_size,
+        num_hidden_layers=p.n_layers,
+        num_attention_heads=p.n_heads,
+        num_key_value_heads=p.n_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+        **kw,
+    )
+
+
+def build_model(preset: str, tokenizer: Any, seed: int, max_positions: int = 128) -> torch.nn.Module:
+    """A freshly initialised preset model; the same seed gives the same weights."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = preset_config(preset, len(tokenizer), max_positions, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(cfg)
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def preset_parameters(name: str, vocab_size: int = 100) -> int:
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(preset_config(name, vocab_size))
+    return count_parameters(model)
+
+
+def _hub_hint(exc: Exception) -> str:
+    text = str(exc)
+    if any(s in text for s in ("offline", "Connection", "resolve", "Max retries", "not a local folder", "Repository Not Found", "couldn't connect", "Could not connect")):
+        return " (the Hugging Face hub is not reachable here: pass a local directory instead)"
+    return ""
+
+
+def load_model(
+    path: str,
+    revision: str = "",
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+) -> tuple[torch.nn.Module, Any]:
+    """Load a causal LM and its tokenizer from a local directory or a hub id.
+
+    Weights are read from safetensors where available; ``trust_remote_code`` stays off unless
+    asked. A tokenizer without a pad token gets its EOS token as pad (left alone otherwise).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from ..runtime import torch_dtype
+
+    local = Path(path).expanduser()
+    looks_local = path.startswith((".", "/", "~")) or local.exists()
+    if looks_local and not local.is_dir():
+        raise SpringbackError(f"model path not found: {path}")
+    kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if revision:
+        kw["revision"] = revision
+    try:
+        config = AutoConfig.from_pretrained(str(local) if looks_local else path, **kw)
+    except Exception as exc:  # noqa: BLE001 - turn hub / format errors into one clear line
+        raise SpringbackError(f"cannot load model config from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(local) if looks_local else path, dtype=torch_dtype(dtype), use_safetensors=None, **kw
+        )
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise SpringbackError(f"'{path}' is not a causal language model ({type(config).__name__})") from None
+        raise SpringbackError(f"cannot load model from '{path}': {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise SpringbackError(f"cannot load model from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(local) if looks_local else path, **kw)
+    except Exception as exc:  # noqa: BLE001
+        raise SpringbackError(f"cannot load tokenizer from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
+    prepare_tokenizer(tokenizer)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Ensure a pad token exists (EOS doubles as pad, the usual choice for causal LMs)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise SpringbackError("tokenizer has neither a pad token nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, directory: str | Path) -> None:
+    """Save weights (safetensors) and tokenizer to ``directory``."""
+    model.save_pretrained(str(directory), safe_serialization=True)
+    tokenizer.save_pretrained(str(directory))
+
+
+__all__ = ["PRESETS", "SizePreset", "build_model", "load_model", "save_model", "count_parameters", "preset_parameters", "preset_config", "prepare_tokenizer"]

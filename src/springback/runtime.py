@@ -1,0 +1,101 @@
+"""Hardware, precision, seeds and the accelerate setup.
+
+This is the only module that knows which device is used; everything else asks it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise ConfigError(f"unknown dtype '{name}' (choose from: {', '.join(_DTYPES)})")
+    return _DTYPES[name]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_determinism() -> None:
+    """Bit-for-bit repeatable runs on CPU: deterministic kernels, fixed thread count."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@lru_cache(maxsize=1)
+def accelerator() -> Any:
+    """The process-wide :class:`accelerate.Accelerator` (CPU when no GPU is visible).
+
+    Under ``accelerate launch`` it picks up DDP / FSDP / DeepSpeed from the launch config;
+    under plain ``python`` it is a single process.
+    """
+    from accelerate import Accelerator
+
+    quiet_hf()
+    configure_determinism()
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def quiet_hf() -> None:
+    """Silence Hugging Face's own per-file progress bars and advisory warnings; ours stay."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def device() -> torch.device:
+    return accelerator().device
+
+
+def is_main_process() -> bool:
+    return accelerator().is_main_process
+
+
+def num_processes() -> int:
+    return accelerator().num_processes
+
+
+def process_index() -> int:
+    return accelerator().process_index
+
+
+def wait_for_everyone() -> None:
+    accelerator().wait_for_everyone()
+
+
+def autocast_dtype() -> torch.dtype | None:
+    return None
+
+
+def describe() -> dict:
+    """Machine facts for result.json."""
+    import platform
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info

@@ -1,0 +1,242 @@
+"""The one training loop (DESIGN §4), run through :mod:`accelerate`.
+
+* **Data amounts are examples.** Updates use ``batch_size`` examples (summed over processes
+  and micro-batches); measurement points are example counts, and a batch is cut short where
+  a measurement point falls inside it, so a model is measured after exactly n examples.
+* **Loss** is the mean over each example's *response* tokens (plus EOS) — the prompt is
+  context only, as in the paper's SFT [SPEC §3.2] — then the mean over examples. Averaging
+  per example (not per token over the batch) makes the update independent of how a batch
+  is split into micro-batches or processes: 1 process × batch 8 equals 2 processes × 4
+  equals 1 × (8 micro-batches of 1), up to float rounding.
+* **Stages** (pre-train → align → opposing) each call :func:`train` on the previous
+  weights with a fresh AdamW optimizer, constant learning rate by default [SPEC §3.2].
+* Seeded: the data order comes from ``seed`` alone, so runs repeat bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from . import runtime
+from .config import TrainConfig
+from .errors import ConfigError, DivergenceError
+
+IGNORE = -100
+
+
+@dataclasses.dataclass
+class Encoded:
+    """A tokenised example: ``input_ids`` and per-token loss mask (True = learned)."""
+
+    input_ids: list[int]
+    loss_mask: list[bool]
+
+
+def encode(tokenizer: Any, prompt: str, response: str, loss_on: str = "response", max_length: int = 64) -> Encoded:
+    """Token ids of ``prompt`` + ``response`` + EOS and which tokens carry loss.
+
+    ``loss_on="response"`` learns the response and EOS only; ``"all"`` learns every token
+    after the first (pre-training on plain text).
+    """
+    if loss_on not in ("response", "all"):
+        raise ValueError(f"loss_on must be 'response' or 'all', got {loss_on!r}")
+    prompt_ids = tokenizer(prompt).input_ids if prompt else tokenizer("").input_ids
+    resp_ids = tokenizer(response, add_special_tokens=False).input_ids if response else []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    ids = list(prompt_ids) + list(resp_ids) + eos
+    if loss_on == "response":
+        mask = [False] * len(prompt_ids) + [True] * (len(resp_ids) + len(eos))
+    else:
+        mask = [False] + [True] * (len(ids) - 1)
+    ids, mask = ids[:max_length], mask[:max_length]
+    if not any(mask):
+        raise ValueError(f"example has no learned tokens after truncation to {max_length}: {prompt[:40]!r}")
+    return Encoded(ids, mask)
+
+
+def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors: input_ids, attention_mask, labels (IGNORE where no loss). [B, T]"""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    for i, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        attn[i, :n] = 1
+        lab = torch.tensor(e.input_ids)
+        lab[~torch.tensor(e.loss_mask)] = IGNORE
+        labels[i, :n] = lab
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+
+def per_example_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over each example's learned tokens. Returns [B]."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    logits = out.logits[:, :-1].float()  # [B, T-1, V]
+    targets = batch["labels"][:, 1:]  # [B, T-1]
+    mask = targets != IGNORE
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.clamp_min(0).reshape(-1), reduction="none"
+    ).view(targets.shape)
+    return (nll * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Loss curve of one stage: ``n_examples[i]`` examples seen after update i, its mean loss."""
+
+    n_examples: list[int]
+    loss: list[float]
+    stage: str
+
+    @property
+    def mean_loss(self) -> float:
+        return float(sum(self.loss) / len(self.loss)) if self.loss else float("nan")
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.loss[-1]) if self.loss else float("nan")
+
+
+def _schedule(cfg: TrainConfig, total_examples: int) -> Callable[[int], float]:
+    """Learning-rate multiplier as a function of examples seen."""
+    if cfg.lr_schedule not in ("constant", "linear", "cosine"):
+        raise ConfigError(f"unknown lr_schedule '{cfg.lr_schedule}' (choose from: constant, linear, cosine)")
+
+    def factor(seen: int) -> float:
+        if cfg.warmup_examples and seen < cfg.warmup_examples:
+            return (seen + 1) / cfg.warmup_examples
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        frac = min(1.0, seen / max(1, total_examples))
+        if cfg.lr_schedule == "linear":
+            return 1.0 - frac
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return factor
+
+
+def _batches(order: list[int], batch_size: int, cut_points: set[int]) -> list[list[int]]:
+    """Split ``order`` into batches of ``batch_size``, also cutting at every cut point."""
+    out, cur = [], []
+    for i, idx in enumerate(order):
+        cur.append(idx)
+        seen = i + 1
+        if len(cur) == batch_size or seen in cut_points:
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out
+
+
+def train(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Any],
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    stage: str = "train",
+    loss_on: str = "response",
+    measure_at: Sequence[int] = (),
+    on_measure: Callable[[int, torch.nn.Module], None] | None = None,
+    shuffle: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place on ``examples`` (objects with ``prompt`` and ``response``).
+
+    ``on_measure(n_examples, model)`` is called before training when 0 is in ``measure_at``
+    and after exactly n examples for every other n in ``measure_at`` (n counts across epochs).
+    Raises :class:`DivergenceError` on a non-finite loss.
+    """
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs < 1:
+        raise ConfigError(f"stage '{stage}': batch_size, grad_accum and epochs must be >= 1")
+    if cfg.lr <= 0:
+        raise ConfigError(f"stage '{stage}': lr must be > 0, got {cfg.lr}")
+    acc = runtime.accelerator()
+    world, rank = acc.num_processes, acc.process_index
+    encoded = [encode(tokenizer, ex.prompt, ex.response, loss_on, cfg.max_length) for ex in examples]
+    n = len(encoded)
+    total = n * cfg.epochs
+    points = sorted(set(int(m) for m in measure_at))
+    bad = [m for m in points if m < 0 or m > total]
+    if bad:
+        raise ConfigError(f"stage '{stage}': measurement points {bad} outside 0..{total} examples")
+
+    # Data order: one permutation per epoch, from the seed alone (same on every process).
+    gen = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    for _ in range(cfg.epochs):
+        order += torch.randperm(n, generator=gen).tolist() if shuffle else list(range(n))
+    batches = _batches(order, cfg.batch_size, set(points))
+
+    model.train()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        weight_decay=cfg.weight_decay,
+    )
+    lr_factor = _schedule(cfg, total)
+    wrapped, optimizer = acc.prepare(model, optimizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = acc.device
+
+    def measure(seen: int) -> None:
+        if on_measure is not None:
+            model.eval()
+            with torch.no_grad():
+                on_measure(seen, acc.unwrap_model(wrapped))
+            model.train()
+
+    result = TrainResult([], [], stage)
+    if 0 in points:
+        measure(0)
+    seen = 0
+    bar = tqdm(total=total, desc=stage, unit="ex", disable=not (progress and acc.is_main_process), leave=False, mininterval=1.0)
+    for step, batch_idx in enumerate(batches):
+        b = len(batch_idx)
+        local = batch_idx[rank::world]
+        chunks = [local[i::cfg.grad_accum] for i in range(cfg.grad_accum)]
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(seen)
+        step_loss = torch.zeros((), device=device)
+        for chunk in chunks:
+            # Every process runs the same number of backward passes (DDP all-reduces in each);
+            # an empty chunk runs a zero-weight example.
+            weight = 1.0 if chunk else 0.0
+            items = [encoded[i] for i in chunk] if chunk else [encoded[batch_idx[0]]]
+            tensors = {k: v.to(device) for k, v in collate(items, pad_id).items()}
+            losses = per_example_loss(wrapped, tensors)  # [b_chunk]
+            # Sum of per-example losses / global batch, times world size because DDP averages.
+            loss = losses.sum() * (weight * world / b)
+            acc.backward(loss)
+            step_loss += losses.detach().sum() * weight
+        if cfg.max_grad_norm > 0:
+            acc.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = acc.reduce(step_loss, reduction="sum") / b if world > 1 else step_loss / b
+        value = float(step_loss)
+        if not math.isfinite(value):
+            bar.close()
+            raise DivergenceError(stage, step, value)
+        seen += b
+        result.n_examples.append(seen)
+        result.loss.append(value)
+        bar.update(b)
+        if seen in points and seen != 0:
+            measure(seen)
+    bar.close()
+    model.eval()
+    # Drop accelerate's wrapper and optimizer references so the next stage starts fresh.
+    acc._models.clear() if hasattr(acc, "_models") else None
+    acc._optimizers.clear() if hasattr(acc, "_optimizers") else None
+    return result
