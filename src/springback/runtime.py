@@ -57,6 +57,13 @@ def quiet_hf() -> None:
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.utils.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - datasets is a dependency, but keep runtime importable
+        pass
 
 
 def device() -> torch.device:
