@@ -4,7 +4,19 @@ from .alignment import AlignmentMeasure, alignment_measure
 from .kl import sequence_kl
 from .logprobs import completion_logprobs
 from .sampling import sample
-from .scorers import SCORERS, vader_scorer, world_label_scorer
+from .scorers import (
+    SCORERS,
+    Scorer,
+    agreement,
+    classifier_scorer,
+    cost_scorer,
+    make_scorer,
+    refusal_scorer,
+    reward_scorer,
+    scorer_agreement,
+    vader_scorer,
+    world_label_scorer,
+)
 
 __all__ = [
     "AlignmentMeasure",
@@ -13,6 +25,14 @@ __all__ = [
     "sample",
     "sequence_kl",
     "SCORERS",
+    "Scorer",
+    "make_scorer",
+    "classifier_scorer",
+    "reward_scorer",
+    "cost_scorer",
+    "refusal_scorer",
+    "agreement",
+    "scorer_agreement",
     "vader_scorer",
     "world_label_scorer",
 ]

@@ -88,6 +88,71 @@ def _hub_hint(exc: Exception) -> str:
     return ""
 
 
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers (False at once under ``HF_HUB_OFFLINE=1``).
+
+    Asked before any hub download so that an offline machine gets one clear line at once
+    instead of the hub client's half a minute of retries.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return False
+        endpoint = constants.ENDPOINT
+    except Exception:  # noqa: BLE001 - very old huggingface_hub
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _causal_lm_classes() -> set[str]:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+
+
+def check_causal_lm(config: Any, path: str) -> None:
+    """Refuse checkpoints whose saved architecture is not a causal LM (e.g. a classifier or
+    a masked LM): ``AutoModelForCausalLM`` would otherwise bolt a fresh LM head onto them."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    arch = list(getattr(config, "architectures", None) or [])
+    name = f"{type(config).__name__}" + (f", architecture {', '.join(arch)}" if arch else "")
+    if getattr(config, "model_type", None) not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise SpringbackError(f"'{path}' is not a causal language model ({name})")
+    if arch and not any(a in _causal_lm_classes() or a.endswith(("ForCausalLM", "LMHeadModel")) for a in arch):
+        raise SpringbackError(f"'{path}' is not a causal language model ({name})")
+
+
+def resolve_source(path: str, what: str = "model") -> tuple[str, dict[str, Any]]:
+    """(name to pass to ``from_pretrained``, extra keyword arguments) for a local directory or
+    hub id. Offline, a hub id is looked up in the local Hugging Face cache only."""
+    local = Path(path).expanduser()
+    looks_local = path.startswith((".", "/", "~")) or local.exists()
+    if looks_local:
+        if not local.is_dir():
+            raise SpringbackError(f"{what} path not found: {path}")
+        return str(local), {}
+    if not hub_reachable():
+        return path, {"local_files_only": True}
+    return path, {}
+
+
+def _offline_line(path: str, what: str) -> str:
+    return (f"{what} '{path}' is not a local directory and the Hugging Face hub is not reachable "
+            "(offline?): pass a local directory, or download it on a connected machine first")
+
+
 def load_model(
     path: str,
     revision: str = "",
@@ -98,34 +163,38 @@ def load_model(
 
     Weights are read from safetensors where available; ``trust_remote_code`` stays off unless
     asked. A tokenizer without a pad token gets its EOS token as pad (left alone otherwise).
+    Every failure the user can fix (missing path, not a causal LM, hub id while offline)
+    raises :class:`SpringbackError` with one line.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from ..runtime import torch_dtype
+    from ..runtime import quiet_hf, torch_dtype
 
-    local = Path(path).expanduser()
-    looks_local = path.startswith((".", "/", "~")) or local.exists()
-    if looks_local and not local.is_dir():
-        raise SpringbackError(f"model path not found: {path}")
-    kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    quiet_hf()
+    name, kw = resolve_source(path, "model")
+    offline = kw.get("local_files_only", False)
+    kw["trust_remote_code"] = trust_remote_code
     if revision:
         kw["revision"] = revision
     try:
-        config = AutoConfig.from_pretrained(str(local) if looks_local else path, **kw)
+        config = AutoConfig.from_pretrained(name, **kw)
     except Exception as exc:  # noqa: BLE001 - turn hub / format errors into one clear line
+        if offline:
+            raise SpringbackError(_offline_line(path, "model")) from None
         raise SpringbackError(f"cannot load model config from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
+    check_causal_lm(config, path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(local) if looks_local else path, dtype=torch_dtype(dtype), use_safetensors=None, **kw
-        )
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype(dtype), use_safetensors=None, **kw)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise SpringbackError(f"'{path}' is not a causal language model ({type(config).__name__})") from None
         raise SpringbackError(f"cannot load model from '{path}': {str(exc).splitlines()[0]}") from None
     except OSError as exc:
+        if offline:
+            raise SpringbackError(_offline_line(path, "model")) from None
         raise SpringbackError(f"cannot load model from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(local) if looks_local else path, **kw)
+        tokenizer = AutoTokenizer.from_pretrained(name, **kw)
     except Exception as exc:  # noqa: BLE001
         raise SpringbackError(f"cannot load tokenizer from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
     prepare_tokenizer(tokenizer)
@@ -149,4 +218,8 @@ def save_model(model: torch.nn.Module, tokenizer: Any, directory: str | Path) ->
     tokenizer.save_pretrained(str(directory))
 
 
-__all__ = ["PRESETS", "SizePreset", "build_model", "load_model", "save_model", "count_parameters", "preset_parameters", "preset_config", "prepare_tokenizer"]
+from .training import finish_training, is_lora, prepare_for_training  # noqa: E402
+
+__all__ = ["PRESETS", "SizePreset", "build_model", "load_model", "save_model", "count_parameters", "preset_parameters",
+           "preset_config", "prepare_tokenizer", "prepare_for_training", "finish_training", "is_lora", "hub_reachable",
+           "check_causal_lm"]
