@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from .base import Experiment, RunContext
 from .rebound import EXPERIMENT as REBOUND
+from .theory import EXPERIMENT as THEORY
 
 EXPERIMENTS: dict[str, Experiment] = {
+    THEORY.name: THEORY,  # cheapest: no training
     REBOUND.name: REBOUND,
 }
 

@@ -1,0 +1,294 @@
+"""Theory: the elasticity theorem and Hooke's law, simulated on token trees [P1 §4; SPEC §2].
+
+P1 proves its theorem but runs no simulation of it (SPEC §2). Here each seed draws a random
+instance — response sets of D_p and D_a in a binary token tree, Zipf exponents, D_t's shape —
+prunes it to depth d, and computes the exact derivatives of the normalised compression
+rates in l for k ∈ {10, 10², 10³, 10⁴} and l ∈ (0, 0.5] (:mod:`springback.theory.elasticity`).
+Seeds are random trees, so the intervals say how much the result depends on the instance.
+
+Claims
+------
+* ``theory.opposite_signs`` — dγ_a/dl > 0 > dγ_p/dl at every grid point (per seed: the worst
+  grid point's min(dγ_a/dl ÷ closed form, dγ_p/dl ÷ closed form), > 0 iff signs are right).
+* ``theory.ratio_linear_in_k`` — slope of log10(|dγ_a/dl| / |dγ_p/dl|) against log10 k,
+  fitted at each l and averaged; the theorem says 1. Verdict: the 95% interval lies within
+  ±0.1 of 1 (an alternative of "no k-dependence" gives 0, a quadratic one 2).
+* ``theory.hooke_invariant`` — |D_p|·|Δγ_p| / (|D_a|·|Δγ_a|) (per seed: the grid point farthest
+  from 1, in log) lies within a factor of 2 of 1; without the law the two products would
+  differ by a factor of order k (10 to 10⁴).
+
+A robustness sweep shuffles D_t's ranking of D_p's responses: the sign of dγ_p/dl then holds
+only while l·χ²(p_t ‖ p_p) < 1 (the large-k limit of the exact derivative), which the rows
+record and the figure shows. The claims use the stated default assumptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, claim_from_seed_values, slope
+from ..config import to_dict
+from ..theory import entropy_bits, huffman_lengths, kraft_sum, make_scenario, mean_length, sweep
+from ..theory.elasticity import model_distribution
+from .base import Experiment, RunContext
+
+
+@dataclasses.dataclass
+class TheoryConfig:
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2, 3, 4])
+    ks: list[float] = dataclasses.field(default_factory=lambda: [10.0, 100.0, 1000.0, 10000.0])  # SPEC §2
+    l_values: list[float] = dataclasses.field(default_factory=lambda: [round(0.025 * i, 4) for i in range(1, 21)])
+    depth: int = 8  # pruning depth d of the compression protocol
+    n_pretrain_responses: int = 400
+    n_align_responses: int = 60
+    max_len: int = 14  # longest response, binary tokens (longer than d, so pruning merges responses)
+    exponent_low: float = 0.8  # Zipf exponents of D_p and D_a drawn uniformly in [low, high]
+    exponent_high: float = 1.4
+    t_exponent_jitter: float = 0.2  # D_t's exponent = D_p's ± this
+    t_rank_noise: float = 0.0  # D_t's ranking of D_p's responses: 0 = same order
+    robustness_rank_noise: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.005, 0.01, 0.02, 0.05])
+    slope_band: list[float] = dataclasses.field(default_factory=lambda: [0.9, 1.1])
+    hooke_band: list[float] = dataclasses.field(default_factory=lambda: [0.5, 2.0])
+
+
+PRESETS = {
+    "quick": {},
+    "full": {"seeds": list(range(10)), "l_values": [round(0.0125 * i, 5) for i in range(1, 41)],
+             "robustness_rank_noise": [0.0, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1]},
+}
+
+
+def _scenario(cfg: TheoryConfig, seed: int, rank_noise: float):
+    return make_scenario(seed, d=cfg.depth, n_pretrain=cfg.n_pretrain_responses, n_align=cfg.n_align_responses,
+                         max_len=cfg.max_len, exponent_range=(cfg.exponent_low, cfg.exponent_high),
+                         t_exponent_jitter=cfg.t_exponent_jitter, t_rank_noise=rank_noise)
+
+
+def run(cfg: TheoryConfig, ctx: RunContext) -> None:
+    scen_key = {k: v for k, v in to_dict(cfg).items() if k not in ("seeds", "slope_band", "hooke_band")}
+    for seed in cfg.seeds:
+
+        def rows(seed: int = seed) -> list[dict]:
+            s = _scenario(cfg, seed, cfg.t_rank_noise)
+            out = []
+            for r in sweep(s, cfg.ks, cfg.l_values, huffman=True):
+                out.append({"kind": "sweep", "seed": seed, "chi2_t_p": s.chi2_t_p, "n_leaves": s.n_leaves, **s.params, **r})
+            # The real Huffman code of the joint model at the sweep's corners (Kraft, entropy bound).
+            for k in (min(cfg.ks), max(cfg.ks)):
+                q = model_distribution(s, k, max(cfg.l_values))
+                lengths = huffman_lengths(q)
+                out.append({"kind": "huffman", "seed": seed, "k": k, "l": max(cfg.l_values), "n_symbols": len(q),
+                            "kraft_sum": kraft_sum(lengths), "entropy_bits": entropy_bits(q),
+                            "mean_length_bits": mean_length(q, lengths)})
+            for noise in cfg.robustness_rank_noise:
+                sn = _scenario(cfg, seed, noise)
+                grid = sweep(sn, cfg.ks, cfg.l_values, huffman=False)
+                chi2 = sn.chi2_t_p
+                out.append({"kind": "robustness", "seed": seed, "t_rank_noise": noise, "chi2_t_p": chi2,
+                            "share_opposite_signs": float(np.mean([g["opposite_signs"] for g in grid])),
+                            # sign of dγ_p/dl predicted by the large-k condition l·χ² < 1
+                            "share_sign_predicted": float(np.mean([(g["dgamma_p_dl"] < 0) == (g["l"] * chi2 < 1) for g in grid]))})
+            return out
+
+        ctx.run_cell({"kind": "theory/seed", "seed": seed, **scen_key}, rows, name=f"theory seed {seed}")
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def band_verdict(lo: float, hi: float, band: tuple[float, float]) -> str:
+    """``reproduced`` if the interval [lo, hi] lies inside ``band``, ``not_reproduced`` if it
+    lies wholly outside it, ``inconclusive`` otherwise or if undefined."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    if band[0] <= lo and hi <= band[1]:
+        return REPRODUCED
+    if hi < band[0] or lo > band[1]:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def ratio_slope_per_seed(df: pd.DataFrame) -> dict[int, float]:
+    """Per seed: the log-log slope of the derivative ratio against k, fitted at each l, averaged over l."""
+    out = {}
+    for seed, g in df.groupby("seed"):
+        slopes = [slope(np.log10(h.k), np.log10(h.ratio)) for _, h in g.groupby("l")
+                  if np.all(np.isfinite(h.ratio)) and np.all(h.ratio > 0)]
+        out[int(seed)] = float(np.mean(slopes)) if slopes else float("nan")
+    return out
+
+
+def analyze(df: pd.DataFrame, cfg: TheoryConfig) -> list[Claim]:
+    sw = df[df.kind == "sweep"]
+    seeds = sorted(sw.seed.unique())
+    # 1. signs: scaled by the closed form so every grid point is O(1); > 0 iff the sign is right.
+    sign_vals, shares = [], []
+    for s in seeds:
+        g = sw[sw.seed == s]
+        scaled = np.minimum(g.dgamma_a_dl / g.closed_dgamma_a_dl, g.dgamma_p_dl / g.closed_dgamma_p_dl)
+        sign_vals.append(float(scaled.min()))
+        shares.append(float(g.opposite_signs.mean()))
+    rob = df[df.kind == "robustness"] if "t_rank_noise" in df.columns else df.iloc[0:0]
+    robustness = []
+    if len(rob):
+        for noise, g in rob.groupby("t_rank_noise"):
+            robustness.append({"t_rank_noise": float(noise), "chi2_median": float(g.chi2_t_p.median()),
+                               "share_opposite_signs": float(g.share_opposite_signs.mean()),
+                               "share_sign_predicted_by_l_chi2": float(g.share_sign_predicted.mean())})
+    c1 = claim_from_seed_values(
+        "theory.opposite_signs",
+        "In the simulator, dγ_a/dl > 0 > dγ_p/dl at every (k, l) on the grid (effect: per seed, the worst grid "
+        "point's min(dγ_a/dl, dγ_p/dl) in units of the closed form; > 0 means both signs are right)",
+        "dγ^{D_p/D}/dl < 0 and dγ^{D_a/D}/dl > 0 as the perturbation l grows [P1 §4, elasticity theorem]",
+        sign_vals, unit="× closed form", share_opposite_signs_per_seed=shares, robustness=robustness,
+        assumptions="D_a disjoint from D_p; D_t on D_p's support with D_p's ranking "
+                    f"(rank noise {cfg.t_rank_noise}); the sign of dγ_p/dl needs l·χ²(p_t‖p_p) < 1",
+    )
+    # 2. ratio linear in k.
+    per_seed = ratio_slope_per_seed(sw)
+    c2 = claim_from_seed_values(
+        "theory.ratio_linear_in_k",
+        f"Log-log slope of |dγ_a/dl| / |dγ_p/dl| against k (fitted at each l, averaged) lies within "
+        f"[{cfg.slope_band[0]}, {cfg.slope_band[1]}] (95% interval over random trees)",
+        "dγ^{D_a/D}/dl = Θ(−k · dγ^{D_p/D}/dl): the alignment set's rate degrades k times faster [P1 §4]",
+        [per_seed[s] for s in seeds], unit="log-log slope", expected=1.0,
+        ratio_over_k_range=[float((sw.ratio / sw.k).min()), float((sw.ratio / sw.k).max())],
+    )
+    c2.verdict = band_verdict(c2.ci_low, c2.ci_high, tuple(cfg.slope_band))
+    # 3. Hooke: the grid point farthest from 1 (in log) per seed.
+    worst = []
+    for s in seeds:
+        h = sw[sw.seed == s].hooke_ratio.to_numpy(float)
+        h = h[np.isfinite(h) & (h > 0)]
+        worst.append(float(h[np.argmax(np.abs(np.log(h)))]) if len(h) else float("nan"))
+    c3 = claim_from_seed_values(
+        "theory.hooke_invariant",
+        f"|D_p|·|Δγ_p| / (|D_a|·|Δγ_a|) stays within [{cfg.hooke_band[0]}, {cfg.hooke_band[1]}] at every (k, l) "
+        "(effect: per seed, the grid value farthest from 1)",
+        "Hooke's law analogy: |D_i| · Δγ^{D_i/D} is the same for every dataset; size is the spring constant [P1 §4]",
+        worst, unit="ratio of products", hooke_ratio_range=[float(sw.hooke_ratio.min()), float(sw.hooke_ratio.max())],
+    )
+    c3.verdict = band_verdict(c3.ci_low, c3.ci_high, tuple(cfg.hooke_band))
+    hf = df[df.kind == "huffman"] if "kraft_sum" in df.columns else df.iloc[0:0]
+    if len(hf):
+        c3.details["huffman_kraft_sum_range"] = [float(hf.kraft_sum.min()), float(hf.kraft_sum.max())]
+        c3.details["huffman_excess_over_entropy_bits_max"] = float((hf.mean_length_bits - hf.entropy_bits).max())
+    return [c1, c2, c3]
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def hooke_figure(points: pd.DataFrame, title: str, xlabel: str):
+    """Log-log |Δγ_i| against |D_i|: one marker pair (D_a, D_p) per k joined by a line, slope −1 guides."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    cmap = plt.get_cmap("viridis")
+    ks = sorted(points.k.unique())
+    for i, k in enumerate(ks):
+        g = points[points.k == k].sort_values("size")
+        color = cmap(0.1 + 0.8 * i / max(1, len(ks) - 1))
+        ax.plot(g["size"], g["delta"], "-", color=color, lw=1)
+        for _, r in g.iterrows():
+            ax.plot(r["size"], r["delta"], "o" if r["dataset"] == "D_a" else "s", color=color, ms=6)
+        # Hooke guide through the D_a point: |Δγ| ∝ 1/|D|
+        a = g[g.dataset == "D_a"]
+        if len(a):
+            xs = np.array([g["size"].min(), g["size"].max()])
+            ax.plot(xs, float(a["delta"].iloc[0]) * float(a["size"].iloc[0]) / xs, ":", color="0.5", lw=0.8)
+        ax.plot([], [], "-", color=color, label=f"k = {k:g}")
+    ax.plot([], [], "o", color="0.3", label="D_a (alignment)")
+    ax.plot([], [], "s", color="0.3", label="D_p (pre-training)")
+    ax.plot([], [], ":", color="0.5", label="slope −1 (Hooke)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("|Δγ| (change in normalised rate)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot(df: pd.DataFrame, cfg: TheoryConfig, fig_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from ..report import figures as _figures  # noqa: F401  (selects the Agg backend)
+
+    paths = []
+    sw = df[df.kind == "sweep"]
+    if not len(sw):
+        return paths
+    # Derivative ratio against k, a few l values, mean and range over seeds.
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    ls = sorted(sw.l.unique())
+    pick = sorted({ls[0], ls[len(ls) // 2], ls[-1]})
+    cmap = plt.get_cmap("plasma")
+    for i, l in enumerate(pick):
+        g = sw[sw.l == l].groupby("k").ratio
+        color = cmap(0.1 + 0.7 * i / max(1, len(pick) - 1))
+        ax.plot(g.mean().index, g.mean().values, "o-", color=color, ms=4, label=f"l = {l:g}")
+        ax.fill_between(g.mean().index, g.min().values, g.max().values, color=color, alpha=0.15, lw=0)
+    ks = np.array(sorted(sw.k.unique()))
+    ax.plot(ks, ks, "--", color="0.3", lw=1, label="ratio = k (closed form)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("k = |D_p| / |D_a|")
+    ax.set_ylabel("|dγ_a/dl| / |dγ_p/dl|")
+    ax.set_title("theory · derivative ratio against k (simulator)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    p = fig_dir / "theory_ratio_vs_k.png"
+    fig.savefig(p, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(p)
+
+    # Hooke: at the largest l, |Δγ_i| against |D_i| (units of |D_a|), mean over seeds.
+    top = sw[sw.l == max(ls)].groupby("k")[["delta_norm_gamma_a", "delta_norm_gamma_p"]].mean().reset_index()
+    pts = pd.concat([
+        pd.DataFrame({"k": top.k, "dataset": "D_a", "size": 1.0, "delta": top.delta_norm_gamma_a.abs()}),
+        pd.DataFrame({"k": top.k, "dataset": "D_p", "size": top.k, "delta": top.delta_norm_gamma_p.abs()}),
+    ])
+    fig = hooke_figure(pts, f"theory · Hooke's law at l = {max(ls):g} (simulator)", "|D_i| (units of |D_a|)")
+    p = fig_dir / "theory_hooke.png"
+    fig.savefig(p, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(p)
+
+    rob = df[df.kind == "robustness"] if "share_opposite_signs" in df.columns else df.iloc[0:0]
+    if len(rob):
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        ax.scatter(rob.chi2_t_p, rob.share_opposite_signs, c=rob.t_rank_noise, cmap="viridis", s=18)
+        ax.axvline(1.0 / max(ls), ls="--", color="0.3", lw=1, label=f"χ² = 1/l_max = {1 / max(ls):g}")
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlim(left=0.0)
+        ax.set_xlabel("χ²(p_t ‖ p_p): perturbation's distance from pre-training data")
+        ax.set_ylabel("share of (k, l) with opposite signs")
+        ax.set_title("theory · when does the sign of dγ_p/dl hold?", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        p = fig_dir / "theory_sign_robustness.png"
+        fig.savefig(p, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+EXPERIMENT = Experiment(
+    name="theory",
+    description="simulate the elasticity theorem on token trees: opposite signs, ratio ∝ k, Hooke's law (P1 §4)",
+    config_cls=TheoryConfig,
+    presets=PRESETS,
+    run=run,
+    analyze=analyze,
+    plot=plot,
+)
