@@ -1,6 +1,15 @@
 """Measurements of a model: exact alignment scores, samples, scorers, KL."""
 
 from .alignment import AlignmentMeasure, alignment_measure
+from .forces import (
+    Forces,
+    SoftmaxCompletionModel,
+    collision_probability,
+    forces,
+    forces_from_logps,
+    measure_forces,
+    training_distribution,
+)
 from .kl import sequence_kl
 from .logprobs import completion_logprobs
 from .sampling import sample
@@ -35,4 +44,11 @@ __all__ = [
     "scorer_agreement",
     "vader_scorer",
     "world_label_scorer",
+    "Forces",
+    "SoftmaxCompletionModel",
+    "collision_probability",
+    "forces",
+    "forces_from_logps",
+    "measure_forces",
+    "training_distribution",
 ]
