@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import ConfigError
-from . import safety, sentiment
+from . import safety, sentiment, truthful
 from .base import ALIGNED, GENERAL, OPPOSING, UNCLEAR, Example, TemplateWorld
 
 WORLDS: dict[str, Callable[[], TemplateWorld]] = {
     "sentiment": sentiment.make,
     "safety": safety.make,
+    "truthful": truthful.make,
 }
 
 
