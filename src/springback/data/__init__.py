@@ -5,10 +5,14 @@ or a Hugging Face dataset name (when the hub is reachable) and maps its rows to
 :class:`~springback.worlds.base.Example` with a built-in adapter (``FORMATS``) or an
 explicit column mapping. Prompts are wrapped in a template (``TEMPLATES``), by default the
 paper's ``BEGINNING OF CONVERSATION: USER: {input} ASSISTANT:`` [SPEC §3.2].
+
+:class:`DataWorld` (configured by :class:`DataConfig`) gives experiments a real data set with
+the interface of a synthetic world: training streams, evaluation prompts, reference
+completions and a scorer-based labeller.
 """
 
-from __future__ import annotations
+from .loading import FORMATS, TEMPLATES, apply_template, detect_format, is_local, load_examples, read_table
+from .world import AUTO_SCORERS, DataConfig, DataWorld, data_key
 
-from .loading import FORMATS, TEMPLATES, apply_template, load_examples, read_table
-
-__all__ = ["load_examples", "read_table", "apply_template", "FORMATS", "TEMPLATES"]
+__all__ = ["load_examples", "read_table", "apply_template", "detect_format", "is_local", "FORMATS", "TEMPLATES",
+           "DataConfig", "DataWorld", "data_key", "AUTO_SCORERS"]

@@ -27,14 +27,37 @@ def apply_template(template: str, text: str) -> str:
     return tpl.replace("{input}", text)
 
 
+def is_local(source: str) -> bool:
+    """Whether ``source`` names a local file (a path, or a name with a data-file suffix)."""
+    path = Path(source).expanduser()
+    return source.startswith((".", "/", "~")) or path.suffix.lower() in _SUFFIXES or path.exists()
+
+
+# Rows already read, keyed by (source, split, file size, mtime): an experiment asks for the
+# same file for its aligned, opposing and evaluation sets, and hub datasets are slow to read.
+_TABLES: dict[tuple, list[dict[str, Any]]] = {}
+
+
 def read_table(source: str, split: str = "train") -> list[dict[str, Any]]:
-    """Rows of a local csv / json / jsonl / parquet file, or of a hub dataset ``split``."""
+    """Rows of a local csv / json / jsonl / parquet file, or of a hub dataset ``split``.
+
+    The returned list is shared between calls: treat it as read-only."""
+    path = Path(source).expanduser()
+    stat = path.stat() if path.is_file() else None
+    key = (str(path) if stat else source, split, stat.st_size if stat else None, stat.st_mtime_ns if stat else None)
+    if key not in _TABLES:
+        if len(_TABLES) > 16:
+            _TABLES.clear()
+        _TABLES[key] = _read_table(source, split)
+    return _TABLES[key]
+
+
+def _read_table(source: str, split: str) -> list[dict[str, Any]]:
     from ..runtime import quiet_hf
 
     quiet_hf()
     path = Path(source).expanduser()
-    looks_local = source.startswith((".", "/", "~")) or path.suffix.lower() in _SUFFIXES or path.exists()
-    if looks_local:
+    if is_local(source):
         if not path.exists():
             raise SpringbackError(f"data file not found: {source}")
         kind = _SUFFIXES.get(path.suffix.lower())
@@ -43,16 +66,17 @@ def read_table(source: str, split: str = "train") -> list[dict[str, Any]]:
         if kind == "json":
             rows = _read_json(path)
         else:
-            import datasets
-
-            try:
-                ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-            except Exception as exc:  # noqa: BLE001 - one clear line for a malformed file
-                raise SpringbackError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-            rows = [dict(r) for r in ds]
+            rows = _read_frame(path, kind)
     else:
         import datasets
 
+        from ..models import hub_reachable
+
+        if not hub_reachable():
+            raise SpringbackError(
+                f"'{source}' is not a local file and the Hugging Face hub is not reachable (offline?): "
+                "pass a local .csv/.json/.jsonl/.parquet file"
+            )
         try:
             ds = datasets.load_dataset(source, split=split)
         except Exception as exc:  # noqa: BLE001
@@ -64,6 +88,31 @@ def read_table(source: str, split: str = "train") -> list[dict[str, Any]]:
     if not rows:
         raise SpringbackError(f"dataset {source} is empty")
     return rows
+
+
+def _read_frame(path: Path, kind: str) -> list[dict]:
+    """Rows of a csv / parquet file as plain Python values. pandas, not ``datasets``, reads
+    local files: it accepts a header-only file (then reported as empty, not as a crash) and
+    writes no cache."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        # keep_default_na=False: an empty csv cell is "", not NaN (NaN would be truthy).
+        df = pd.read_csv(path, keep_default_na=False) if kind == "csv" else pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - one clear line for a malformed file
+        raise SpringbackError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return [plain(x) for x in v.tolist()]
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, float) and v != v:  # NaN (missing parquet value)
+            return None
+        return v
+
+    return [{str(k): plain(v) for k, v in r.items()} for r in df.to_dict("records")]
 
 
 def _read_json(path: Path) -> list[dict]:
@@ -126,8 +175,12 @@ def _beavertails(row: dict, template: str, opts: dict) -> list[Example]:
 
 
 def _imdb(row: dict, template: str, opts: dict) -> list[Example]:
+    # Prompt = the review's first ``prefix_words`` words, response = the next ``max_words``
+    # (P1 does not give its prefix length; 8 words is our default).
     words = str(row["text"]).replace("<br />", " ").split()
     n = int(opts.get("prefix_words", 8))
+    if n < 1 or int(opts.get("max_words", 48)) < 1:
+        raise SpringbackError(f"IMDb prefix_words and max_words must be >= 1, got {n} and {opts.get('max_words')}")
     if len(words) <= n:
         return []
     label = ALIGNED if int(row["label"]) == 1 else OPPOSING
@@ -151,7 +204,8 @@ FORMATS: dict[str, tuple[list[str], Adapter, str]] = {
 }
 
 
-def _detect(row: dict) -> str:
+def detect_format(row: dict) -> str:
+    """The built-in format whose columns ``row`` has (first match in a fixed order)."""
     if "instruction" in row and "output" in row:
         return "alpaca"
     if "question" in row and ("best_answer" in row or "correct_answers" in row):
@@ -189,7 +243,7 @@ def load_examples(
     if columns:
         _need(rows[0], list(columns.values()), source)
         rows = [{**r, **{k: r[v] for k, v in columns.items()}} for r in rows]
-    name = _detect(rows[0]) if fmt == "auto" else fmt
+    name = detect_format(rows[0]) if fmt == "auto" else fmt
     if name not in FORMATS:
         raise SpringbackError(f"unknown data format '{fmt}' (choose from: auto, {', '.join(FORMATS)})")
     required, adapter, default_template = FORMATS[name]

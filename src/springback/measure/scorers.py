@@ -377,6 +377,26 @@ def agreement(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
     return {"n": n, "rate": float(p_o), "kappa": float(kappa)}
 
 
+def sample_scores(scorers: dict[str, Scorer], texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, float]:
+    """Records-row entries for one set of samples scored by several scorers: ``score`` (the
+    first scorer's mean), ``score_<name>`` and ``aligned_rate_<name>`` per scorer, and
+    ``agree_<a>~<b>`` (rate) / ``kappa_<a>~<b>`` for every pair, on the same texts."""
+    out: dict[str, float] = {}
+    values: dict[str, list[float]] = {}
+    for name, s in scorers.items():
+        values[name] = s(texts, prompts)
+        finite = [v for v in values[name] if math.isfinite(v)]
+        out[f"score_{name}"] = sum(finite) / len(finite) if finite else float("nan")
+        labs = s.labels(values[name])
+        out[f"aligned_rate_{name}"] = sum(labs) / max(1, len(labs))
+    if values:
+        out["score"] = out[f"score_{next(iter(values))}"]
+    for pair, ag in scorer_agreement(values, scorers).items():
+        out[f"agree_{pair}"] = ag["rate"]
+        out[f"kappa_{pair}"] = ag["kappa"]
+    return out
+
+
 def scorer_agreement(scores: dict[str, Sequence[float]], scorers: dict[str, Scorer]) -> dict[str, dict[str, float]]:
     """Pairwise agreement (rate, κ) of several scorers' aligned / not-aligned calls on the same
     texts, keyed ``"a~b"``."""

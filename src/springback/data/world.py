@@ -1,0 +1,183 @@
+"""Real data sets shaped like a synthetic world, so every experiment can run on them.
+
+A :class:`DataWorld` offers what experiments ask of a :class:`~springback.worlds.base.TemplateWorld`
+— ``aligned(n, seed)``, ``opposing(n, seed)``, ``eval_prompts(n)``, ``reference_sets()`` and a
+labeller — built from files or hub datasets named in a :class:`DataConfig`:
+
+* training streams: the aligned / opposing sources, shuffled once per seed; the first m
+  examples of a longer stream equal the m of a shorter one (as the worlds' streams do);
+* evaluation: distinct prompts of the ``eval`` source, and reference completions A (its
+  aligned responses) and N (its opposing ones) for the exact score S = log(π⁺/π⁻) [SPEC §5];
+* a labeller: the first of ``scorers`` thresholded (aligned iff score >= its threshold),
+  plus the mean of every scorer and their pairwise agreement on the same samples.
+
+Label filtering ("auto"): a source that holds both labels (an IMDb file, BeaverTails) gives
+the aligned stream its aligned rows and the opposing stream its opposing rows; a source with
+only one label (e.g. a file of prompt/response pairs) is used whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any, Sequence
+
+from ..errors import ConfigError, SpringbackError
+from ..worlds.base import ALIGNED, OPPOSING, UNCLEAR, Example
+from .loading import FORMATS, load_examples
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Real data in place of a synthetic world (an empty ``aligned`` means: use the worlds)."""
+
+    aligned: str = ""  # local csv/json/jsonl/parquet file or hub dataset of aligned examples
+    opposing: str = ""  # the same for opposing examples (default: the aligned source)
+    eval: str = ""  # evaluation prompts and reference completions (default: aligned source, eval_split)
+    format: str = "auto"  # auto | alpaca | truthfulqa | beavertails | imdb | pairs
+    template: str = ""  # prompt template name (conversation, raw) or string with {input}; "" = the format's
+    split: str = "train"  # hub split for the training sources
+    eval_split: str = "test"  # hub split for the evaluation source
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)  # format column -> file column
+    prefix_words: int = 8  # IMDb: the prompt is the review's first words (our choice; P1 does not say)
+    max_words: int = 48  # IMDb: continuation length in words
+    n_reference: int = 16  # reference completions per side (A and N) for the exact score S
+    scorers: list[str] = dataclasses.field(default_factory=list)  # e.g. [vader] or [classifier:PATH]; [] = auto
+    label_map: str = ""  # classifier label mapping, e.g. POSITIVE=1,NEGATIVE=0
+    scorer_batch_size: int = 32
+    scorer_dtype: str = "float32"
+
+
+# Scorers used when none is named: the paper's metric where one works offline.
+AUTO_SCORERS: dict[str, list[str]] = {"imdb": ["vader"], "beavertails": ["refusal"]}
+
+
+def _pick(examples: list[Example], want: str) -> list[Example]:
+    labels = {e.label for e in examples}
+    if ALIGNED in labels and OPPOSING in labels:
+        return [e for e in examples if e.label == want]
+    return list(examples)
+
+
+class DataWorld:
+    """A world made of real data (see the module docstring). Loads lazily, once."""
+
+    narrowness = 0
+
+    def __init__(self, cfg: DataConfig, scorers: dict[str, Any] | None = None, name: str = "data"):
+        if not (cfg.aligned or cfg.opposing):
+            raise ConfigError("data: name a file or hub dataset (data.aligned and/or data.opposing)")
+        if cfg.format != "auto" and cfg.format not in FORMATS:
+            raise ConfigError(f"data.format: unknown format '{cfg.format}' (choose from: auto, {', '.join(FORMATS)})")
+        self.cfg = cfg
+        self.name = name
+        self._cache: dict[str, list[Example]] = {}
+        self._scorers = scorers
+        self._format = "" if cfg.format == "auto" else cfg.format
+        self.source = cfg.aligned or cfg.opposing  # decides the format and the default evaluation data
+        self.description = f"data {self.source}"
+
+    @property
+    def format(self) -> str:
+        """The data format, detected from the aligned source's columns when ``auto``."""
+        if not self._format:
+            from .loading import detect_format, read_table
+
+            self._format = detect_format(read_table(self.source, self.cfg.split)[0])
+        return self._format
+
+    @property
+    def sentiment_like(self) -> bool:
+        """VADER is meaningful on IMDb continuations."""
+        return self.format == "imdb"
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, source: str, split: str) -> list[Example]:
+        key = f"{source}|{split}"
+        if key not in self._cache:
+            c = self.cfg
+            self._cache[key] = load_examples(
+                source, c.format, template=c.template or None, columns=c.columns or None, split=split,
+                prefix_words=c.prefix_words, max_words=c.max_words,
+            )
+        return self._cache[key]
+
+    def _stream(self, which: str, n: int, seed: int) -> list[Example]:
+        source = self.cfg.aligned if which == ALIGNED else (self.cfg.opposing or self.cfg.aligned)
+        if not source:
+            raise ConfigError("data.aligned: name a file or hub dataset of aligned examples")
+        pool = _pick(self._load(source, self.cfg.split), which)
+        if n > len(pool):
+            raise SpringbackError(f"asked for {n} {which} examples but {source} has {len(pool)}")
+        order = list(range(len(pool)))
+        random.Random(f"data/{which}/{seed}").shuffle(order)
+        return [pool[i] for i in order[:n]]
+
+    def aligned(self, n: int, seed: int) -> list[Example]:
+        return self._stream(ALIGNED, n, seed)
+
+    def opposing(self, n: int, seed: int) -> list[Example]:
+        return self._stream(OPPOSING, n, seed)
+
+    def _eval_examples(self) -> list[Example]:
+        if self.cfg.eval:
+            return self._load(self.cfg.eval, self.cfg.eval_split)
+        from .loading import is_local
+
+        if is_local(self.source):
+            raise ConfigError("data.eval: name a file of evaluation prompts (held out from training)")
+        return self._load(self.source, self.cfg.eval_split)
+
+    def eval_prompts(self, n: int) -> list[str]:
+        prompts = list(dict.fromkeys(e.prompt for e in self._eval_examples()))
+        if n > len(prompts):
+            raise SpringbackError(f"asked for {n} evaluation prompts but the evaluation data has {len(prompts)} distinct ones")
+        return prompts[:n]
+
+    def reference_sets(self) -> tuple[list[str], list[str]]:
+        """(A, N): the first ``n_reference`` distinct aligned and opposing responses of the
+        evaluation data; empty sides mean no exact score (the evaluation data lacks a label)."""
+        ex = self._eval_examples()
+        k = self.cfg.n_reference
+        a = list(dict.fromkeys(e.response for e in ex if e.label == ALIGNED))[:k]
+        n = list(dict.fromkeys(e.response for e in ex if e.label == OPPOSING))[:k]
+        return a, n
+
+    # ------------------------------------------------------------------ scoring
+    def scorers(self) -> dict[str, Any]:
+        """Name -> :class:`~springback.measure.scorers.Scorer`, built once (models load once)."""
+        if self._scorers is None:
+            from ..measure.scorers import make_scorer
+
+            specs = list(self.cfg.scorers) or AUTO_SCORERS.get(self.format, [])
+            self._scorers = {}
+            for spec in specs:
+                s = make_scorer(spec, label_map=self.cfg.label_map or None, batch_size=self.cfg.scorer_batch_size,
+                                dtype=self.cfg.scorer_dtype)
+                name = s.name if s.name not in self._scorers else f"{s.name}_{len(self._scorers)}"
+                self._scorers[name] = s
+        return self._scorers
+
+    def label_batch(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> list[str | None]:
+        """Aligned / opposing by the first scorer; None for every text when there is no scorer."""
+        scorers = self.scorers()
+        if not scorers:
+            return [None] * len(texts)
+        first = next(iter(scorers.values()))
+        return [ALIGNED if ok else OPPOSING for ok in first.labels(first(texts, prompts))]
+
+    def label(self, text: str) -> str:
+        return (self.label_batch([text])[0]) or UNCLEAR
+
+    def score_samples(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, float]:
+        """Row entries for one checkpoint's samples (see :func:`springback.measure.scorers.sample_scores`)."""
+        from ..measure.scorers import sample_scores
+
+        return sample_scores(self.scorers(), texts, prompts)
+
+
+def data_key(cfg: DataConfig) -> dict:
+    """What of a DataConfig determines results (for content-addressed cells)."""
+    from ..config import to_dict
+
+    return to_dict(cfg)
