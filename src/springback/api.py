@@ -36,7 +36,38 @@ def resolve_config(
 ) -> Any:
     """The validated config an experiment would run with (defaults <- preset <- file <- sets)."""
     exp = get_experiment(experiment)
-    return resolve(exp.config_cls, exp.presets, preset, config, sets)
+    cfg = resolve(exp.config_cls, exp.presets, preset, config, sets)
+    validate_names(cfg)
+    return cfg
+
+
+def validate_names(cfg: Any, where: str = "") -> None:
+    """Check registry names anywhere in a config (worlds, size presets, scorers) before work starts."""
+    import dataclasses
+
+    from .config import ModelConfig
+    from .models import PRESETS
+    from .worlds import WORLDS
+
+    if not dataclasses.is_dataclass(cfg):
+        return
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{where}{f.name}"
+        if f.name in ("worlds", "world_names") and isinstance(value, list):
+            for w in value:
+                if w not in WORLDS:
+                    raise ConfigError(f"{key}: unknown world '{w}' (choose from: {', '.join(WORLDS)})")
+        elif f.name in ("world_name",) and isinstance(value, str) and value and value not in WORLDS:
+            raise ConfigError(f"{key}: unknown world '{value}' (choose from: {', '.join(WORLDS)})")
+        elif f.name in ("presets", "sizes") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            for p in value:
+                if p not in PRESETS and not ("/" in p or p.startswith(".")):
+                    raise ConfigError(f"{key}: unknown size preset '{p}' (choose from: {', '.join(PRESETS)})")
+        elif isinstance(value, ModelConfig) and not value.path and value.preset not in PRESETS:
+            raise ConfigError(f"{key}.preset: unknown size preset '{value.preset}' (choose from: {', '.join(PRESETS)})")
+        elif dataclasses.is_dataclass(value):
+            validate_names(value, f"{key}.")
 
 
 def run_dir_for(experiment: str, cfg: Any, out: str | Path = DEFAULT_OUT) -> Path:
@@ -74,7 +105,7 @@ def run(
 ) -> Path:
     """Run one experiment (resuming a finished or partial run of the same config); returns its directory."""
     exp = get_experiment(experiment)
-    cfg = resolve(exp.config_cls, exp.presets, preset, config, sets)
+    cfg = resolve_config(experiment, preset, config, sets)
     out = Path(out)
     check_writable(out)
     run_dir = run_dir_for(experiment, cfg, out)
@@ -152,8 +183,11 @@ def load_config(run_dir: str | Path) -> dict:
 
 
 def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments: list[str] | None = None,
-              progress: bool = True) -> Path:
-    """Run every registered experiment with ``preset`` and write ``OUT/report.html`` and ``report.md``."""
+              progress: bool = True, sets: list[str] | None = None) -> Path:
+    """Run every registered experiment with ``preset`` and write ``OUT/report.html`` and ``report.md``.
+
+    ``sets`` are ``EXPERIMENT:key=value`` overrides for one experiment each.
+    """
     from .experiments import EXPERIMENTS
     from .report import write_report
 
@@ -162,12 +196,20 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
         get_experiment(name)  # fail on a bad name before any work
         if preset not in EXPERIMENTS[name].presets:
             raise ConfigError(f"experiment '{name}' has no preset '{preset}'")
+    per_exp: dict[str, list[str]] = {n: [] for n in names}
+    for item in sets or []:
+        exp_name, sep, kv = item.partition(":")
+        if not sep or exp_name not in per_exp:
+            raise ConfigError(f"reproduce --set expects EXPERIMENT:key=value with one of {', '.join(names)}, got '{item}'")
+        per_exp[exp_name].append(kv)
+    for name in names:  # validate every config before any work starts
+        resolve_config(name, preset, None, per_exp[name])
     check_writable(out)
     run_dirs = []
     part_s = {}
     for name in names:
         t0 = time.perf_counter()
-        run_dirs.append(run(name, preset=preset, out=out, progress=progress))
+        run_dirs.append(run(name, preset=preset, sets=per_exp[name], out=out, progress=progress))
         part_s[name] = time.perf_counter() - t0
     if runtime.is_main_process():
         return write_report(run_dirs, Path(out), wall_s=part_s)

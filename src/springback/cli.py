@@ -60,6 +60,54 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- compress
+
+
+def _compress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="a local causal LM directory: a world model (e.g. springback-runs/_cache/bases/*) or any HF model")
+    p.add_argument("--data", required=True, metavar="FILE", help="plain text (.txt, one text per line) or .jsonl with a \"text\" field")
+    p.add_argument("--arith", action="store_true", help="also arithmetic-code the tokens, decode them back and compare sizes")
+    p.add_argument("--max-bytes", dest="max_bytes", type=int, default=None, metavar="N", help="use only the first N bytes of text")
+    p.add_argument("--window", type=int, default=None, metavar="TOKENS", help="sliding-window length (default: the model's context, at most 1024)")
+    p.add_argument("--stride", type=int, default=None, metavar="TOKENS", help="new tokens scored per window after the first (default: window/2)")
+    p.add_argument("--eos", action="store_true", help="append and score an EOS after every text (world models are trained with one)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+@command("compress", "compression rate of a model on a text file (bits/token, bits/byte, γ) against gzip, bz2, xz")
+@_args(_compress_args)
+def cmd_compress(args: argparse.Namespace) -> int:
+    import json
+
+    from .measure.compression import compress_file
+
+    r = compress_file(args.model, args.data, arith=args.arith, max_bytes=args.max_bytes, window=args.window,
+                      stride=args.stride, add_eos=args.eos)
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return 0
+    m = r["model_rate"]
+    print(f"model     {r['model']}  (vocabulary {r['vocab_size']}, window {r['window']} tokens)")
+    print(f"data      {r['data']}: {m['n_texts']} texts, {m['n_bytes']} bytes, {m['n_tokens']} scored tokens")
+    print(f"{'coder':<22}{'bytes':>10}{'bits/token':>12}{'bits/byte':>11}{'γ':>8}")
+    print(f"{'model (ideal)':<22}{m['code_bits'] / 8:>10.1f}{m['bits_per_token']:>12.4f}{m['bits_per_byte']:>11.4f}{m['gamma']:>8.4f}")
+    if "arith" in r:
+        a = r["arith"]
+        print(f"{'model (arith payload)':<22}{a['payload_bytes']:>10d}{8 * a['payload_bytes'] / m['n_tokens']:>12.4f}"
+              f"{8 * a['payload_bytes'] / m['n_bytes']:>11.4f}{a['payload_bytes'] / m['n_bytes']:>8.4f}")
+    for name, b in r["baselines"].items():
+        print(f"{name:<22}{b['bytes']:>10d}{'':>12}{b['bits_per_byte']:>11.4f}{b['gamma']:>8.4f}")
+    if "arith" in r:
+        a = r["arith"]
+        print(f"arith     payload {a['payload_bytes']} B vs ideal {a['ideal_bytes']:.1f} B: overhead {a['payload_overhead_bytes']:+.2f} B "
+              f"({a['payload_overhead_bytes_per_sequence']:+.3f} B/sequence); header {a['header_bytes']} B "
+              f"(lengths + CRC-32); round trip: tokens {'exact' if a['roundtrip_tokens_exact'] else 'FAILED'}, "
+              f"text {'exact' if a['roundtrip_text_exact'] else 'differs (the tokenizer normalises text)'}")
+    print("(gzip/bz2/xz compress the texts joined by newlines: their byte count includes the newlines)")
+    return 0 if "arith" not in r or r["arith"]["roundtrip_tokens_exact"] else 1
+
+
 # ----------------------------------------------------------------------------- run
 
 
@@ -113,6 +161,8 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: springback-runs)")
     p.add_argument("--only", action="append", default=None, metavar="EXPERIMENT",
                    help="run only these experiments (repeatable; default: all)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="EXPERIMENT:KEY=VALUE",
+                   help="override one config value of one experiment, e.g. --set rebound:seeds=[0,1] (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -122,7 +172,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from . import api
 
     path = api.reproduce(preset=args.preset, out=args.out or api.DEFAULT_OUT, experiments=args.only,
-                         progress=not args.quiet)
+                         progress=not args.quiet, sets=args.sets)
     print(path)
     return 0
 
@@ -146,6 +196,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     for d in args.run_dirs:
         load_result(d)  # clear error if unfinished
     print(write_report(args.run_dirs, Path(args.out or args.run_dirs[0])))
+    return 0
+
+
+# ----------------------------------------------------------------------------- elasticity
+
+
+def _elasticity_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", metavar="PATH", help="the aligned model: local directory or hub id")
+    p.add_argument("--base", default="", metavar="PATH", help="its base model (for the base level, n_base and KL to base)")
+    p.add_argument("--data", default="", metavar="FILE", help="opposing data: .csv/.json/.jsonl/.parquet file or hub dataset")
+    p.add_argument("--eval", default="", metavar="FILE", help="held-out evaluation prompts (and reference completions)")
+    p.add_argument("--world", default="", metavar="NAME", help="use a synthetic world's prompts, reference sets, labeller and opposing data")
+    p.add_argument("--scorer", dest="scorers", action="append", default=[], metavar="SPEC",
+                   help="vader, refusal, world, classifier:PATH, reward:PATH, cost:PATH (repeatable; agreement is reported)")
+    p.add_argument("--label-map", dest="label_map", default="", metavar="LABEL=VALUE,...",
+                   help="classifier label mapping, e.g. POSITIVE=1,NEGATIVE=0")
+    p.add_argument("--preset", default="quick", help="quick or full (more seeds, a finer grid)")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file with config values")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set n_opposing=[0,100,200] --set train.lr=1e-5 (repeatable)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: springback-runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("elasticity", "benchmark an aligned model: opposing examples to undo its alignment; prints a one-line summary")
+@_args(_elasticity_args)
+def cmd_elasticity(args: argparse.Namespace) -> int:
+    from . import runtime
+    from .elasticity import DEFAULT_OUT, elasticity
+
+    result = elasticity(model=args.model, base=args.base, data=args.data, eval=args.eval, world=args.world,
+                        scorers=args.scorers, label_map=args.label_map, config=args.config, sets=args.sets,
+                        preset=args.preset, out=args.out or DEFAULT_OUT, progress=not args.quiet)
+    if runtime.is_main_process():
+        print(result["summary"])
+        print(result["run_dir"])
     return 0
 
 

@@ -19,8 +19,9 @@ class ConfigError(SpringbackError):
 class DivergenceError(SpringbackError):
     """Training produced a NaN or infinite loss."""
 
-    def __init__(self, stage: str, step: int, loss: float):
-        super().__init__(f"training diverged in stage '{stage}' at step {step}: loss = {loss}")
+    def __init__(self, stage: str, step: int, loss: float, cell: str = ""):
+        where = f" (cell '{cell}' marked failed in failed_cells.jsonl)" if cell else ""
+        super().__init__(f"training diverged in stage '{stage}' at step {step}: loss = {loss}{where}")
         self.stage = stage
         self.step = step
         self.loss = loss

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import runtime
 from ..config import stable_hash
+from ..errors import DivergenceError
 from ..io import RecordLog, RunLock
 
 
@@ -75,7 +76,15 @@ class RunContext:
             self.cells_skipped += 1
             return cid
         t0 = time.perf_counter()
-        rows = compute()
+        try:
+            rows = compute()
+        except DivergenceError as exc:
+            # Mark the cell failed (never silently skipped), then stop the run.
+            if runtime.is_main_process():
+                with open(self.run_dir / "failed_cells.jsonl", "a") as fh:
+                    fh.write(json.dumps({"cell": cid, "name": name, "stage": exc.stage, "step": exc.step,
+                                         "error": str(exc)}) + "\n")
+            raise DivergenceError(exc.stage, exc.step, exc.loss, cell=name or cid) from None
         self.timings[name or cid] = self.timings.get(name or cid, 0.0) + time.perf_counter() - t0
         self.commit(cid, rows)
         return cid
