@@ -32,9 +32,17 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_determinism() -> None:
-    """Bit-for-bit repeatable runs on CPU: deterministic kernels, fixed thread count."""
+    """Bit-for-bit repeatable runs on CPU: deterministic kernels, fixed thread count.
+
+    On CPU, torch uses ``SPRINGBACK_NUM_THREADS`` intra-op threads (default 1). The tiny
+    world models are far too small to gain from splitting a matmul, and spinning worker
+    threads slow everything down badly when the cores are shared; set the variable to the
+    core count for large Hugging Face models on a CPU.
+    """
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if not torch.cuda.is_available():
+        torch.set_num_threads(int(os.environ.get("SPRINGBACK_NUM_THREADS", "1")))
 
 
 @lru_cache(maxsize=1)
