@@ -42,3 +42,12 @@ def nano_model(sentiment_world):
 
     tok = sentiment_world.tokenizer()
     return build_model("nano", tok, seed=0), tok
+
+
+@pytest.fixture(scope="session")
+def tiny_rebound_run(tmp_path_factory):
+    """One tiny finished rebound run, shared by the tests that only read it."""
+    from springback import run
+
+    out = tmp_path_factory.mktemp("rebound-runs")
+    return run("rebound", sets=list(TINY_REBOUND), out=out, progress=False)

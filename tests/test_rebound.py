@@ -59,11 +59,11 @@ def test_analysis_verdicts_follow_the_data():
 
 
 @pytest.mark.slow
-def test_rebound_end_to_end_and_resume(tmp_path, tiny_rebound_sets):
+def test_rebound_end_to_end_and_resume(tiny_rebound_run, tiny_rebound_sets):
     from springback import load_results, run
     from springback.api import load_result
 
-    run_dir = run("rebound", sets=tiny_rebound_sets, out=tmp_path, progress=False)
+    run_dir = tiny_rebound_run
     result = load_result(run_dir)
     ids = [c["id"] for c in result["claims"]]
     assert ids == ["rebound.fast_then_slow", "rebound.more_alignment_falls_faster", "rebound.kl_return"]
@@ -85,7 +85,7 @@ def test_rebound_end_to_end_and_resume(tmp_path, tiny_rebound_sets):
     assert any("score_S" in f for f in figs) and all((run_dir / f).exists() for f in figs)
     # Re-running the same command reuses every cell and gives the same claims.
     before = (run_dir / "records.jsonl").read_bytes()
-    again = run("rebound", sets=tiny_rebound_sets, out=tmp_path, progress=False)
+    again = run("rebound", sets=tiny_rebound_sets, out=run_dir.parent, progress=False)
     assert again == run_dir
     assert (run_dir / "records.jsonl").read_bytes() == before
     r2 = load_result(run_dir)

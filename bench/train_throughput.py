@@ -1,0 +1,70 @@
+"""Training throughput: the springback loop against a bare PyTorch loop, same model and data.
+
+Run by hand (not a test):  python bench/train_throughput.py [--preset micro] [--n-examples 2048]
+Prints tokens/s of both loops and their ratio (springback / bare); both are measured in
+the same process, so the ratio is meaningful on any machine. The bare loop is the floor:
+one forward/backward/step per batch with the same per-example loss and no bookkeeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+from springback import runtime
+from springback.config import TrainConfig
+from springback.models import build_model, count_parameters
+from springback.train import collate, encode, per_example_loss, train
+from springback.worlds import get_world
+
+
+def bare_loop(model, tok, examples, cfg: TrainConfig, seed: int) -> float:
+    """The same update rule with nothing else: returns seconds."""
+    enc = [encode(tok, e.prompt, e.response, "response", cfg.max_length) for e in examples]
+    order = torch.randperm(len(enc), generator=torch.Generator().manual_seed(seed)).tolist()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=0.0)
+    model.train()
+    t0 = time.perf_counter()
+    for i in range(0, len(order), cfg.batch_size):
+        batch = collate([enc[j] for j in order[i : i + cfg.batch_size]], tok.pad_token_id)
+        loss = per_example_loss(model, batch).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="micro")
+    ap.add_argument("--world", default="sentiment")
+    ap.add_argument("--n-examples", type=int, default=2048)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    runtime.accelerator()  # same thread settings for both loops
+    world = get_world(args.world)
+    tok = world.tokenizer()
+    data = world.aligned(args.n_examples, seed=0)
+    n_tokens = sum(sum(encode(tok, e.prompt, e.response).loss_mask) for e in data)
+    model = build_model(args.preset, tok, seed=0)
+    cfg = TrainConfig(lr=3e-4, batch_size=args.batch_size)
+    print(f"preset {args.preset} ({count_parameters(model) / 1e6:.2f}M params), {args.n_examples} examples, "
+          f"{n_tokens} learned tokens, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+    best = {"springback": float("inf"), "bare": float("inf")}
+    for _ in range(args.repeats):  # interleaved, best of N: robust to background load
+        m = copy.deepcopy(model)
+        t0 = time.perf_counter()
+        train(m, tok, data, cfg, seed=0, progress=False)
+        best["springback"] = min(best["springback"], time.perf_counter() - t0)
+        best["bare"] = min(best["bare"], bare_loop(copy.deepcopy(model), tok, data, cfg, seed=0))
+    for k, v in best.items():
+        print(f"{k:>10}: {n_tokens / v:10.0f} learned tokens/s ({v:.2f} s)")
+    print(f"ratio springback/bare throughput: {best['bare'] / best['springback']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
