@@ -1,11 +1,12 @@
 """springback: measure how strongly language models resist alignment.
 
 Python API (the CLI mirrors it): :func:`run`, :func:`reproduce`, :func:`load_results`,
-:func:`load_result`, :func:`resolve_config`.
+:func:`load_result`, :func:`resolve_config`, :func:`elasticity`.
 """
 
 __version__ = "0.1.0"
 
 from .api import load_result, load_results, reproduce, resolve_config, run  # noqa: E402
+from .elasticity import elasticity  # noqa: E402
 
-__all__ = ["run", "reproduce", "load_results", "load_result", "resolve_config", "__version__"]
+__all__ = ["run", "reproduce", "load_results", "load_result", "resolve_config", "elasticity", "__version__"]

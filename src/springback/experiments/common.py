@@ -76,6 +76,29 @@ def clone(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model)
 
 
+def finetune(model: torch.nn.Module, tokenizer: Any, examples: Any, train_cfg: TrainConfig, model_cfg: ModelConfig,
+             *, seed: int, **kwargs: Any):
+    """One fine-tuning stage honouring ``model_cfg``'s LoRA rank and gradient checkpointing:
+    prepare → :func:`~springback.train.train` → merge. ``model`` is updated in place (a LoRA
+    adapter is merged back into it), so later stages and measurements see plain weights.
+    ``kwargs`` go to ``train`` (stage, measure_at, on_measure, progress, ...)."""
+    from ..models import finish_training, prepare_for_training
+
+    wrapped = prepare_for_training(model, model_cfg, seed=seed)
+    try:
+        return train(wrapped, tokenizer, examples, train_cfg, seed=seed, **kwargs)
+    finally:
+        finish_training(wrapped)
+
+
+def finetune_key(model_cfg: ModelConfig) -> dict:
+    """Cell-key entries for fine-tuning options that change results (LoRA); empty for full
+    fine-tuning so existing cell ids stay valid. Gradient checkpointing changes no result."""
+    if model_cfg.lora_r > 0:
+        return {"lora_r": model_cfg.lora_r, "lora_alpha": model_cfg.lora_alpha}
+    return {}
+
+
 def measure_checkpoint(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -88,7 +111,8 @@ def measure_checkpoint(
     """Exact π⁺ / S over A and N, sampled aligned rate, VADER (sentiment-like worlds), KL to reference."""
     prompts = world.eval_prompts(n_eval_prompts)
     a_set, n_set = world.reference_sets()
-    row = alignment_measure(model, tokenizer, prompts, a_set, n_set, cfg.batch_size).summary()
+    # A real data set may lack one side of reference completions: then there is no exact S.
+    row = alignment_measure(model, tokenizer, prompts, a_set, n_set, cfg.batch_size).summary() if a_set and n_set else {}
     if cfg.n_samples > 0:
         texts, ids, pidx = sample(model, tokenizer, prompts, cfg.n_samples, seed=seed, temperature=cfg.temperature,
                                   top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
@@ -99,4 +123,7 @@ def measure_checkpoint(
             row["vader"] = sum(v) / len(v)
         if cfg.kl and reference is not None:
             row["kl_to_base"] = float(sequence_kl(model, reference, tokenizer, prompts, ids, pidx).mean())
+        extra = getattr(world, "score_samples", None)  # real-data worlds: their scorers and agreement
+        if extra is not None:
+            row.update(extra(texts, [prompts[i] for i in pidx]))
     return row

@@ -18,10 +18,11 @@ import pandas as pd
 
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
-from ..train import train
+from ..data import DataConfig, DataWorld
+from ..errors import ConfigError
 from ..worlds import get_world
 from .base import Experiment, RunContext
-from .common import DEFAULT_PRETRAIN, base_key, clone, load, measure_checkpoint, pretrained_base
+from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, measure_checkpoint, pretrained_base
 
 
 @dataclasses.dataclass
@@ -39,6 +40,8 @@ class ReboundConfig:
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
     early_examples: int = 100  # window for "falls faster over the first opposing examples"
     kl_epsilon: float = 0.1  # KL(model‖base) threshold in nats; the paper used 0.01 on 7B models
+    # Real data instead of the worlds (data.aligned set; needs model.path): see springback.data.
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
 PRESETS = {
@@ -52,12 +55,20 @@ def run(cfg: ReboundConfig, ctx: RunContext) -> None:
     if 0 not in cfg.n_neg:
         cfg = dataclasses.replace(cfg, n_neg=[0] + list(cfg.n_neg))
     n_neg = sorted(set(cfg.n_neg))
-    for world_name in cfg.worlds:
-        world = get_world(world_name, cfg.world.narrowness)
+    data_world = None
+    if cfg.data.aligned:  # a real data set replaces the synthetic worlds
+        if not cfg.model.path:
+            raise ConfigError("data.aligned is set: also set model.path (a checkpoint to start from)")
+        data_world = DataWorld(cfg.data)
+        data_world.scorers(), data_world.eval_prompts(cfg.world.n_eval_prompts)  # bad data / scorer: fail before training
+    for world_name in ["data"] if data_world else cfg.worlds:
+        world = data_world or get_world(world_name, cfg.world.narrowness)
         for seed in cfg.seeds:
             bkey = base_key(world_name, cfg.world, cfg.model, cfg.pretrain, seed)
             common = {"base": bkey, "measure": to_dict(cfg.measure), "n_eval_prompts": cfg.world.n_eval_prompts,
-                      "narrowness": cfg.world.narrowness}
+                      "narrowness": cfg.world.narrowness, **finetune_key(cfg.model)}
+            if data_world:
+                common["data"] = to_dict(cfg.data)
             state: dict = {}
 
             def base_model():
@@ -77,17 +88,17 @@ def run(cfg: ReboundConfig, ctx: RunContext) -> None:
                 def curve_rows(n_pos: int = n_pos):
                     base, tok = base_model()
                     model = clone(base)
-                    train(model, tok, world.aligned(n_pos, seed), cfg.align, seed=seed,
-                          stage=f"align {world_name} n+={n_pos} s{seed}", progress=ctx.progress)
+                    finetune(model, tok, world.aligned(n_pos, seed), cfg.align, cfg.model, seed=seed,
+                             stage=f"align {world_name} n+={n_pos} s{seed}", progress=ctx.progress)
                     rows = []
 
                     def on_measure(n: int, m) -> None:
                         vals = measure_checkpoint(m, tok, world, base, cfg.measure, cfg.world.n_eval_prompts, seed)
                         rows.append({"phase": "opposing", "world": world_name, "seed": seed, "n_pos": n_pos, "n_neg": n, **vals})
 
-                    train(model, tok, world.opposing(max(n_neg), seed), cfg.opposing, seed=seed + 1,
-                          stage=f"opposing {world_name} n+={n_pos} s{seed}", measure_at=n_neg, on_measure=on_measure,
-                          progress=ctx.progress)
+                    finetune(model, tok, world.opposing(max(n_neg), seed), cfg.opposing, cfg.model, seed=seed + 1,
+                             stage=f"opposing {world_name} n+={n_pos} s{seed}", measure_at=n_neg, on_measure=on_measure,
+                             progress=ctx.progress)
                     return rows
 
                 key = {"kind": "rebound/curve", **common, "n_pos": n_pos, "n_neg": n_neg,
@@ -220,6 +231,7 @@ METRIC_LABELS = {
     "sampled_rate": "sampled aligned rate (world labeller)",
     "vader": "VADER compound (samples)",
     "kl_to_base": "KL(model ‖ base), nats",
+    "score": "scorer mean on samples (first of data.scorers)",
 }
 
 
