@@ -106,7 +106,9 @@ def test_model_roundtrip_and_size_near_ideal(world_model):
     assert stats.model_bits - 8 <= stats.payload_bytes * 8 <= stats.model_bits + 16
     # quantisation costs almost nothing at 32-bit precision
     assert abs(stats.quantised_bits - stats.model_bits) < 1e-4 * stats.model_bits
-    assert abs(stats.model_bits / stats.n_tokens / math.log2(model.config.vocab_size) - 1) > 0.1  # far from uniform
+    with torch.no_grad():  # the tables are far from uniform
+        probs = torch.softmax(model(input_ids=torch.tensor([seqs[0]])).logits[0].double(), -1)
+    assert float(probs.max(-1).values.mean()) > 5 / model.config.vocab_size
     # the coder's probabilities (incremental pass) agree with the scoring pass (one forward per window)
     scored = code_length_of_ids(model, seqs, [1] * len(seqs), pad_id=tok.pad_token_id)
     assert stats.model_bits == pytest.approx(scored.total_bits, rel=1e-5)

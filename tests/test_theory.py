@@ -136,3 +136,21 @@ def test_sign_breaks_when_perturbation_is_far_from_pretraining():
     assert s.chi2_t_p > 2.0
     dp, _ = derivatives(s, 10000.0, 0.5)
     assert dp > 0
+
+
+@pytest.mark.slow
+def test_theory_experiment_tiny(tmp_path):
+    import springback
+
+    sets = ["seeds=[0,1,2]", "l_values=[0.1,0.3,0.5]", "robustness_rank_noise=[0.0,0.05]",
+            "n_pretrain_responses=120", "n_align_responses=20"]
+    run_dir = springback.run("theory", sets=sets, out=tmp_path, progress=False)
+    claims = {c["id"]: c for c in springback.load_result(run_dir)["claims"]}
+    assert set(claims) == {"theory.opposite_signs", "theory.ratio_linear_in_k", "theory.hooke_invariant"}
+    assert claims["theory.ratio_linear_in_k"]["effect"] == pytest.approx(1.0, abs=0.05)
+    assert claims["theory.opposite_signs"]["verdict"] == "reproduced"
+    df = springback.load_results(run_dir)
+    assert len(df[df.kind == "sweep"]) == 3 * 4 * 3
+    assert len(df[df.kind == "robustness"]) == 3 * 2
+    for name in ("theory_ratio_vs_k.png", "theory_hooke.png", "theory_sign_robustness.png"):
+        assert (run_dir / "figures" / name).exists()

@@ -7,12 +7,14 @@ experiments that share pre-trained bases next to each other).
 from __future__ import annotations
 
 from .base import Experiment, RunContext
+from .compression import EXPERIMENT as COMPRESSION
 from .rebound import EXPERIMENT as REBOUND
 from .theory import EXPERIMENT as THEORY
 
 EXPERIMENTS: dict[str, Experiment] = {
     THEORY.name: THEORY,  # cheapest: no training
     REBOUND.name: REBOUND,
+    COMPRESSION.name: COMPRESSION,  # after rebound: reuses its cached sentiment bases
 }
 
 __all__ = ["EXPERIMENTS", "Experiment", "RunContext"]

@@ -1,6 +1,7 @@
-"""Measurements of a model: exact alignment scores, samples, scorers, KL."""
+"""Measurements of a model: exact alignment scores, samples, scorers, KL, compression rates (and the coder in .coder)."""
 
 from .alignment import AlignmentMeasure, alignment_measure
+from .compression import CodeLength, code_length, examples_code_length
 from .forces import (
     Forces,
     SoftmaxCompletionModel,
@@ -51,4 +52,7 @@ __all__ = [
     "forces_from_logps",
     "measure_forces",
     "training_distribution",
+    "CodeLength",
+    "code_length",
+    "examples_code_length",
 ]

@@ -1,0 +1,190 @@
+"""Compression rates of a model on text, the compression experiment and `springback compress`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from springback.errors import SpringbackError
+from springback.measure.compression import (
+    baseline_sizes,
+    code_length,
+    code_length_of_ids,
+    examples_code_length,
+    read_texts,
+    token_bits,
+    tokenize_texts,
+    windows,
+)
+from springback.models import build_model, save_model
+from springback.worlds import get_world
+
+
+@pytest.fixture(scope="module")
+def world_setup():
+    world = get_world("sentiment")
+    tok = world.tokenizer()
+    model = build_model("nano", tok, seed=0).eval()
+    examples = world.pretrain_corpus(24, 8, 0.2, seed=1)
+    texts = [f"{e.prompt} {e.response}".strip() for e in examples]
+    return world, tok, model, examples, texts
+
+
+def test_uniform_model_costs_log2_vocab_per_token(world_setup):
+    """A model whose logits are all equal spends exactly log2 V bits on every token."""
+    _, tok, model, _, texts = world_setup
+    uniform = build_model("nano", tok, seed=0).eval()
+    with torch.no_grad():
+        uniform.model.norm.weight.zero_()  # final hidden state 0 -> every logit 0
+    cl = code_length(uniform, tok, texts, add_eos=True)
+    v = uniform.config.vocab_size
+    assert cl.bits_per_token == pytest.approx(math.log2(v), rel=1e-6)
+    assert cl.bits_per_byte == pytest.approx(cl.total_tokens * math.log2(v) / cl.total_bytes, rel=1e-6)
+    assert cl.gamma == pytest.approx(cl.bits_per_byte / 8)
+    assert cl.total_tokens == sum(len(t.split()) + 1 for t in texts)  # word tokens + EOS, never the BOS prefix
+
+
+def test_batch_size_independent(world_setup):
+    _, tok, model, _, texts = world_setup
+    ref = code_length(model, tok, texts, batch_size=64)
+    for bs in (1, 5):
+        other = code_length(model, tok, texts, batch_size=bs)
+        np.testing.assert_allclose(other.bits, ref.bits, rtol=1e-5)
+        assert np.array_equal(other.n_tokens, ref.n_tokens)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 17, 64, 65, 130])
+@pytest.mark.parametrize("window,stride", [(8, 8), (8, 3), (8, 1), (64, 32)])
+def test_windows_tile_targets_exactly_once(n, window, stride):
+    ws = windows(n, window, stride)
+    scored = [t for _, a, b in ws for t in range(a, b)]
+    assert scored == list(range(1, n))  # each target once, in order
+    for c, a, b in ws:
+        assert b - 1 - c <= window and c <= a - 1  # input fits and covers the first target's context
+
+
+def test_sliding_window_scores_each_token_once_with_its_window_context(world_setup):
+    _, tok, model, _, texts = world_setup
+    long_ids = tokenize_texts(tok, [" ".join(texts[:4])], add_eos=True)[0]  # ~50 tokens
+    full = token_bits(model, [long_ids], window=128)[0]
+    assert len(full) == len(long_ids) - 1 and not np.isnan(full).any()
+    window, stride = 12, 5
+    win = token_bits(model, [long_ids], window=window, stride=stride)[0]
+    # first window sees the same context as the full pass
+    np.testing.assert_allclose(win[: window], full[: window], rtol=1e-5)
+    # every later token: cost equals a direct forward over exactly its window's input
+    for c, a, b in windows(len(long_ids), window, stride)[1:]:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([long_ids[c : b - 1]])).logits[0]
+        lp = torch.log_softmax(logits.float(), -1)
+        for t in range(a, b):
+            direct = -float(lp[t - 1 - c, long_ids[t]]) / math.log(2)
+            assert win[t - 1] == pytest.approx(direct, rel=1e-5)
+    # less context costs more bits overall (the model uses its context)
+    assert win.sum() != pytest.approx(full.sum(), rel=1e-9)
+
+
+def test_masked_tokens_and_padding_contribute_nothing(world_setup):
+    _, tok, model, _, texts = world_setup
+    seqs = tokenize_texts(tok, texts[:6], add_eos=True)
+    per_token = token_bits(model, seqs)
+    masks = [[i % 2 == 0 for i in range(len(s))] for s in seqs]
+    cl = code_length_of_ids(model, seqs, [1] * len(seqs), masks=masks, pad_id=tok.pad_token_id)
+    for i, s in enumerate(seqs):
+        keep = np.array(masks[i][1:])
+        assert cl.bits[i] == pytest.approx(per_token[i][keep].sum(), rel=1e-6)
+        assert cl.n_tokens[i] == keep.sum()
+    # a short sequence costs the same alone as next to a long one (padding is invisible)
+    alone = code_length_of_ids(model, [seqs[0]], [1], pad_id=tok.pad_token_id)
+    with_long = code_length_of_ids(model, [seqs[0], seqs[0] + seqs[1][1:] * 3], [1, 1], pad_id=tok.pad_token_id)
+    assert with_long.bits[0] == pytest.approx(alone.bits[0], rel=1e-5)
+
+
+def test_examples_response_part(world_setup):
+    _, tok, model, examples, _ = world_setup
+    allp = examples_code_length(model, tok, examples, part="all")
+    resp = examples_code_length(model, tok, examples, part="response")
+    assert resp.total_bytes == sum(len(e.response.encode()) for e in examples)
+    assert resp.total_tokens == sum(len(e.response.split()) + 1 for e in examples)
+    assert resp.total_bits < allp.total_bits
+    with pytest.raises(ValueError):
+        examples_code_length(model, tok, examples, part="prompt")
+
+
+def test_read_texts_formats_and_errors(tmp_path):
+    txt = tmp_path / "a.txt"
+    txt.write_text("héllo world\n\nsecond line\n", encoding="utf-8")
+    assert read_texts(txt) == ["héllo world", "second line"]
+    assert read_texts(txt, max_bytes=3) == ["hé"]  # 'h' + 'é' (2 bytes) = 3 bytes
+    assert read_texts(txt, max_bytes=2) == ["h"]  # never splits a UTF-8 character
+    js = tmp_path / "b.jsonl"
+    js.write_text(json.dumps({"text": "one"}) + "\n" + json.dumps({"text": "two", "x": 1}) + "\n")
+    assert read_texts(js) == ["one", "two"]
+    with pytest.raises(SpringbackError, match="not found"):
+        read_texts(tmp_path / "missing.txt")
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"content": "no text field"}\n')
+    with pytest.raises(SpringbackError, match="text"):
+        read_texts(bad)
+    (tmp_path / "d.jsonl").write_text("{not json\n")
+    with pytest.raises(SpringbackError, match="JSON"):
+        read_texts(tmp_path / "d.jsonl")
+
+
+def test_baselines_compress_repetitive_text():
+    data = b"the cat saw the dog . " * 200
+    sizes = baseline_sizes(data)
+    assert set(sizes) == {"gzip -9", "bz2 -9", "xz -9e"}
+    assert all(0 < s < len(data) / 10 for s in sizes.values())
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_compress_cli_arith_on_saved_world_model(tmp_path, capsys, world_setup):
+    from springback.cli import main
+
+    world, tok, _, _, texts = world_setup
+    model = build_model("nano", tok, seed=3)
+    save_model(model, tok, tmp_path / "model")
+    data = tmp_path / "data.txt"
+    data.write_text("\n".join(texts) + "\n")
+    rc = main(["compress", "--model", str(tmp_path / "model"), "--data", str(data), "--arith", "--eos"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "round trip: tokens exact, text exact" in out
+    for name in ("gzip -9", "bz2 -9", "xz -9e", "model (ideal)", "model (arith payload)"):
+        assert name in out
+    rc = main(["compress", "--model", str(tmp_path / "model"), "--data", str(data), "--json", "--max-bytes", "200"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["model_rate"]["n_bytes"] <= 200 and r["model_rate"]["bits_per_byte"] > 0
+    assert main(["compress", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "nope.txt")]) == 2
+    assert "data file not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compression_experiment_tiny(tmp_path):
+    import springback
+
+    sets = ["seeds=[0,1]", "n_align=[400,40]", "l_values=[0.0,0.25,0.5]", "n_heldout=24",
+            "world.n_task_examples=1500", "world.n_general_examples=500", "model.preset=nano",
+            "pretrain.batch_size=64", "measure_batch_size=64"]
+    run_dir = springback.run("compression", sets=sets, out=tmp_path, progress=False)
+    result = springback.load_result(run_dir)
+    ids = [c["id"] for c in result["claims"]]
+    assert ids == ["compression.opposite_signs", "compression.ratio_grows_with_k"]
+    df = springback.load_results(run_dir)
+    opp = df[df.phase == "opposing"]
+    assert set(opp.n_align) == {400, 40} and set(opp.k) == {5.0, 50.0}
+    assert sorted(opp[opp.n_align == 40].n_opposing.unique()) == [0, 10, 20]
+    assert opp[["gamma_p", "gamma_a", "gamma_t"]].gt(0).all().all()
+    assert (run_dir / "figures" / "compression_ratio_vs_k.png").exists()
+    assert (run_dir / "figures" / "compression_hooke.png").exists()
+    # resuming skips every finished cell
+    again = springback.run("compression", sets=sets, out=tmp_path, progress=False)
+    assert springback.load_result(again)["timings"]["cells_run"] == 0
