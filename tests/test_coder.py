@@ -131,6 +131,19 @@ def test_roundtrip_batches_and_window_resets(world_model, batch_size, window):
     assert decode(model, blob) == seqs
 
 
+def test_eos_terminated_streams_need_no_lengths(world_model):
+    model, tok, texts = world_model
+    seqs = tokenize_texts(tok, texts, add_eos=True)
+    with_lengths, s1 = encode(model, seqs, batch_size=8)
+    terminated, s2 = encode(model, seqs, batch_size=8, terminator=tok.eos_token_id)
+    assert decode(model, terminated) == seqs
+    assert s2.header_bytes < s1.header_bytes - len(seqs) // 2 and s2.payload_bytes == s1.payload_bytes
+    with pytest.raises(CoderMismatchError):
+        decode(_JitteredLogits(model, 1e-5), terminated)
+    with pytest.raises(SpringbackError, match="terminator"):
+        encode(model, tokenize_texts(tok, texts[:2], add_eos=False), terminator=tok.eos_token_id)
+
+
 def test_tables_identical_between_two_passes(world_model):
     """Encoder and decoder each build their own NextTokenTables; the integer tables must be equal bit for bit."""
     model, tok, texts = world_model

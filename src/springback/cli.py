@@ -94,16 +94,16 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(f"{'model (ideal)':<22}{m['code_bits'] / 8:>10.1f}{m['bits_per_token']:>12.4f}{m['bits_per_byte']:>11.4f}{m['gamma']:>8.4f}")
     if "arith" in r:
         a = r["arith"]
-        print(f"{'model (arith payload)':<22}{a['payload_bytes']:>10d}{8 * a['payload_bytes'] / m['n_tokens']:>12.4f}"
-              f"{8 * a['payload_bytes'] / m['n_bytes']:>11.4f}{a['payload_bytes'] / m['n_bytes']:>8.4f}")
+        for label, size in (("model (arith payload)", a["payload_bytes"]), ("model (arith total)", a["total_bytes"])):
+            print(f"{label:<22}{size:>10d}{8 * size / m['n_tokens']:>12.4f}{8 * size / m['n_bytes']:>11.4f}{size / m['n_bytes']:>8.4f}")
     for name, b in r["baselines"].items():
         print(f"{name:<22}{b['bytes']:>10d}{'':>12}{b['bits_per_byte']:>11.4f}{b['gamma']:>8.4f}")
     if "arith" in r:
         a = r["arith"]
         print(f"arith     payload {a['payload_bytes']} B vs ideal {a['ideal_bytes']:.1f} B: overhead {a['payload_overhead_bytes']:+.2f} B "
               f"({a['payload_overhead_bytes_per_sequence']:+.3f} B/sequence); header {a['header_bytes']} B "
-              f"(lengths + CRC-32); round trip: tokens {'exact' if a['roundtrip_tokens_exact'] else 'FAILED'}, "
-              f"text {'exact' if a['roundtrip_text_exact'] else 'differs (the tokenizer normalises text)'}")
+              f"(boundaries: {a['boundaries']}; CRC-32); round trip: tokens {'exact' if a['roundtrip_tokens_exact'] else 'FAILED'}, "
+              f"text {'exact' if a['roundtrip_text_exact'] else str(a['roundtrip_texts_differ']) + ' of ' + str(m['n_texts']) + ' texts differ (the tokenizer normalises them or maps unknown words to <unk>)'}")
     print("(gzip/bz2/xz compress the texts joined by newlines: their byte count includes the newlines)")
     return 0 if "arith" not in r or r["arith"]["roundtrip_tokens_exact"] else 1
 

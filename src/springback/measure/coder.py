@@ -35,11 +35,13 @@ garbage.
 Stream format (all integers unsigned LEB128 varints)
 ----------------------------------------------------
 ``b"SBAC"`` · version · precision bits · window · lock-step batch size · number of sequences ·
-tokens per sequence (each) · CRC-32 of all token ids (4 bytes, little endian) · payload.
+prefix token id · terminator (0, or EOS id + 1) · either the token count of every sequence
+(no terminator) or the total token count (terminator: each sequence ends at its EOS, coded
+by the model like any token) · CRC-32 of all token ids (4 bytes, little endian) · payload.
 The payload is **one** arithmetic-coded stream of every token after each sequence's prefix
-token (position 0, which is the known BOS/EOS prefix and travels in the header as the first
-sequence's token). Sequences are coded in lock-step groups of ``batch_size``: step t codes
-token t of every still-running sequence of the group, in order.
+token (position 0, the shared BOS/EOS context token, named in the header). Sequences are coded
+in lock-step groups of ``batch_size``: step t codes token t of every still-running sequence of
+the group, in order.
 """
 
 from __future__ import annotations
@@ -335,11 +337,14 @@ def encode(
     window: int | None = None,
     batch_size: int = 8,
     precision_bits: int = PRECISION_BITS,
+    terminator: int | None = None,
 ) -> tuple[bytes, CodingStats]:
     """Arithmetic-code token sequences (each starting with its prefix token) with ``model``.
 
-    All sequences must share the same prefix token (position 0). Returns the stream and its
-    sizes; ``decode(model, stream)`` restores ``sequences`` exactly.
+    All sequences must share the same prefix token (position 0). With ``terminator`` (an EOS
+    id that ends every sequence and occurs nowhere else) the decoder stops each sequence at it
+    and the header stores no per-sequence lengths — the model codes the boundaries itself.
+    Returns the stream and its sizes; ``decode(model, stream)`` restores ``sequences`` exactly.
     """
     seqs = [list(map(int, s)) for s in sequences]
     if not seqs or any(len(s) < 1 for s in seqs):
@@ -350,12 +355,19 @@ def encode(
     vocab = int(model.config.vocab_size)
     if any(t < 0 or t >= vocab for s in seqs for t in s):
         raise SpringbackError(f"token id outside the model's vocabulary of {vocab}")
+    if terminator is not None and any(len(s) < 2 or s[-1] != terminator or terminator in s[1:-1] for s in seqs):
+        raise SpringbackError(f"with terminator {terminator}, every sequence must end with it and contain it only there")
     window = _default_window(model, window)
+    n_tokens = sum(len(s) - 1 for s in seqs)
     header = bytearray(MAGIC)
-    for v in (VERSION, precision_bits, window, batch_size, len(seqs), prefix):
+    # terminator field: 0 = per-sequence lengths follow, t + 1 = sequences end at token t
+    for v in (VERSION, precision_bits, window, batch_size, len(seqs), prefix, 0 if terminator is None else terminator + 1):
         header += _varint(v)
-    for s in seqs:
-        header += _varint(len(s) - 1)
+    if terminator is None:
+        for s in seqs:
+            header += _varint(len(s) - 1)
+    else:
+        header += _varint(n_tokens)  # a bound that stops a mismatched decoder
     header += _crc(seqs).to_bytes(4, "little")
 
     enc = ArithmeticEncoder()
@@ -377,10 +389,10 @@ def encode(
                     nxt.append(sym)
                 else:
                     nxt.append(prefix)  # finished rows idle on the prefix token
-            if t < steps:
+            if t < steps:  # the decoder pushes exactly when some row of the group is unfinished
                 tables.push(nxt)
     payload = enc.finish()
-    stats = CodingStats(len(seqs), sum(len(s) - 1 for s in seqs), len(header), len(payload), model_bits, quant_bits)
+    stats = CodingStats(len(seqs), n_tokens, len(header), len(payload), model_bits, quant_bits)
     return bytes(header) + payload, stats
 
 
@@ -391,40 +403,61 @@ def decode(model: torch.nn.Module, data: bytes, window: int | None = None) -> li
         raise SpringbackError("not a springback arithmetic-coded stream (bad magic bytes)")
     pos = len(MAGIC)
     fields = []
-    for _ in range(6):
+    for _ in range(7):
         v, pos = _read_varint(data, pos)
         fields.append(v)
-    version, precision_bits, stream_window, batch_size, n_seqs, prefix = fields
+    version, precision_bits, stream_window, batch_size, n_seqs, prefix, term_field = fields
     if version != VERSION:
         raise SpringbackError(f"stream version {version} is not supported (this springback reads {VERSION})")
     if window is not None and window != stream_window:
         raise SpringbackError(f"stream was coded with window {stream_window}, asked to decode with {window}")
-    lengths = []
-    for _ in range(n_seqs):
-        n, pos = _read_varint(data, pos)
-        lengths.append(n)
+    terminator = term_field - 1 if term_field else None
+    lengths: list[int] | None = None
+    if terminator is None:
+        lengths = []
+        for _ in range(n_seqs):
+            n, pos = _read_varint(data, pos)
+            lengths.append(n)
+    else:
+        budget, pos = _read_varint(data, pos)
     if pos + 4 > len(data):
         raise SpringbackError("truncated arithmetic-coded stream (no checksum)")
     crc = int.from_bytes(data[pos : pos + 4], "little")
     dec = ArithmeticDecoder(data[pos + 4 :])
     tables = NextTokenTables(model, stream_window, precision_bits)
     out: list[list[int]] = [[prefix] for _ in range(n_seqs)]
+    decoded = 0
     for group in _groups(n_seqs, batch_size):
         idx = list(group)
-        steps = max(lengths[i] for i in idx)
+        active = [True] * len(idx)
         tables.start([prefix] * len(idx))
-        for t in range(1, steps + 1):
+        t = 0
+        while True:
+            t += 1
+            if lengths is not None:
+                active = [t <= lengths[i] for i in idx]
+            if not any(active):
+                break
             _, cums = tables.tables()
             nxt = []
             for r, i in enumerate(idx):
-                if t <= lengths[i]:
+                if active[r]:
                     sym = dec.decode(cums[r])
                     out[i].append(sym)
                     nxt.append(sym)
+                    decoded += 1
+                    if terminator is not None and sym == terminator:
+                        active[r] = False
                 else:
                     nxt.append(prefix)
-            if t < steps:
+            if terminator is not None and decoded > budget:
+                raise CoderMismatchError("decoding ran past the stream's token count: the decoder's probabilities "
+                                         "differ from the encoder's")
+            still = any(active) if lengths is None else any(t + 1 <= lengths[i] for i in idx)
+            if still:
                 tables.push(nxt)
+            else:
+                break
     if _crc(out) != crc:
         raise CoderMismatchError(
             "decoded tokens fail the checksum: the decoder's model probabilities differ from the encoder's "
