@@ -24,7 +24,7 @@ def train_params(model_dir: str, train_file: str) -> torch.Tensor:
     model, tok = load_model(model_dir)
     examples = load_examples(train_file, "imdb", prefix_words=4)[:24]
     train(model, tok, examples, TrainConfig(lr=1e-2, batch_size=8), seed=0, progress=False)
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+    return torch.cat([p.detach().cpu().flatten() for p in model.parameters()])
 
 
 def rebound_sets(model_dir: str, train_file: str, eval_file: str) -> list[str]:

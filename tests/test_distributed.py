@@ -61,3 +61,19 @@ def pd_isnan(x):
     import numpy as np
 
     return np.isnan(x)
+
+
+@pytest.mark.parametrize("name", ["ddp", "fsdp", "deepspeed_zero2"])
+def test_shipped_accelerate_configs_load(name):
+    """accelerate's own loader accepts each shipped launch config (it rejects unknown keys)."""
+    import json
+
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    root = HERE.parent
+    cfg = load_config_from_file(str(root / "configs" / "accelerate" / f"{name}.yaml"))
+    assert cfg.mixed_precision == "bf16" and cfg.num_processes >= 2
+    assert cfg.distributed_type.value == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED"}[name]
+    if name == "deepspeed_zero2":
+        ds = json.loads((root / cfg.deepspeed_config["deepspeed_config_file"]).read_text())
+        assert ds["zero_optimization"]["stage"] == 2 and isinstance(ds["train_micro_batch_size_per_gpu"], int)

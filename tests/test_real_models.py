@@ -73,11 +73,11 @@ def test_lora_trains_only_the_adapter_and_merges_in_place(saved, tmp_path, kind)
     from springback.experiments.common import finetune
 
     model, tok = load_model(str(saved[kind]))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result = finetune(model, tok, _examples(tmp_path), TrainConfig(lr=1e-2, batch_size=8), ModelConfig(lora_r=4),
                       seed=0, progress=False)
     assert len(result.loss) == 3
-    after = model.state_dict()  # the caller's object holds the merged weights
+    after = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # the caller's object holds the merged weights
     assert sorted(after) == sorted(before), "LoRA layers must be merged away"
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     targets = {"llama": ("q_proj", "v_proj"), "gpt2": ("c_attn",), "neox": ("query_key_value",)}[kind]
@@ -94,7 +94,7 @@ def test_full_finetuning_and_gradient_checkpointing_agree(saved, tmp_path):
         model, tok = load_model(str(saved["llama"]))
         finetune(model, tok, ex, TrainConfig(lr=1e-2, batch_size=8), ModelConfig(gradient_checkpointing=ckpt),
                  seed=0, progress=False)
-        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        params.append(torch.cat([p.detach().cpu().flatten() for p in model.parameters()]))
         assert not getattr(model, "is_activation_checkpointing", False)
     base, _ = load_model(str(saved["llama"]))
     start = torch.cat([p.detach().flatten() for p in base.parameters()])

@@ -68,8 +68,6 @@ def _read_table(source: str, split: str) -> list[dict[str, Any]]:
         else:
             rows = _read_frame(path, kind)
     else:
-        import datasets
-
         from ..models import hub_reachable
 
         if not hub_reachable():
@@ -77,6 +75,8 @@ def _read_table(source: str, split: str) -> list[dict[str, Any]]:
                 f"'{source}' is not a local file and the Hugging Face hub is not reachable (offline?): "
                 "pass a local .csv/.json/.jsonl/.parquet file"
             )
+        import datasets
+
         try:
             ds = datasets.load_dataset(source, split=split)
         except Exception as exc:  # noqa: BLE001

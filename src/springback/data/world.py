@@ -120,13 +120,22 @@ class DataWorld:
         return self._stream(OPPOSING, n, seed)
 
     def _eval_examples(self) -> list[Example]:
-        if self.cfg.eval:
-            return self._load(self.cfg.eval, self.cfg.eval_split)
-        from .loading import is_local
+        """Evaluation examples in a fixed shuffled order: files are often sorted by label (the
+        hub's IMDb test split lists every negative review first), and the first prompts and
+        references must not all come from one side."""
+        if "eval" not in self._cache:
+            if self.cfg.eval:
+                rows = self._load(self.cfg.eval, self.cfg.eval_split)
+            else:
+                from .loading import is_local
 
-        if is_local(self.source):
-            raise ConfigError("data.eval: name a file of evaluation prompts (held out from training)")
-        return self._load(self.source, self.cfg.eval_split)
+                if is_local(self.source):
+                    raise ConfigError("data.eval: name a file of evaluation prompts (held out from training)")
+                rows = self._load(self.source, self.cfg.eval_split)
+            rows = list(rows)
+            random.Random("data/eval").shuffle(rows)
+            self._cache["eval"] = rows
+        return self._cache["eval"]
 
     def eval_prompts(self, n: int) -> list[str]:
         prompts = list(dict.fromkeys(e.prompt for e in self._eval_examples()))
