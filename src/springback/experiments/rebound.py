@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..measure import alignment_measure
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..data import DataConfig, DataWorld
@@ -40,6 +41,9 @@ class ReboundConfig:
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
     early_examples: int = 100  # window for "falls faster over the first opposing examples"
     kl_epsilon: float = 0.1  # KL(model‖base) threshold in nats; the paper used 0.01 on 7B models
+    # KL used for the Table 3 protocol: kl_ref_to_base (exact, over the world's completions A ∪ N)
+    # or kl_to_base (sequence KL estimated from samples; the only one on real data).
+    kl_metric: str = "kl_ref_to_base"
     # Real data instead of the worlds (data.aligned set; needs model.path): see springback.data.
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
@@ -75,6 +79,10 @@ def run(cfg: ReboundConfig, ctx: RunContext) -> None:
                 if "model" not in state:
                     path = pretrained_base(ctx, world_name, cfg.world, cfg.model, cfg.pretrain, seed)
                     state["model"], state["tok"] = load(path, cfg.model)
+                    a_set, n_set = world.reference_sets()
+                    # The base's exact log-probabilities, once, for the exact KL at every checkpoint.
+                    state["measure"] = alignment_measure(state["model"], state["tok"], world.eval_prompts(
+                        cfg.world.n_eval_prompts), a_set, n_set, cfg.measure.batch_size) if a_set and n_set else None
                 return state["model"], state["tok"]
 
             def base_rows():
@@ -93,7 +101,8 @@ def run(cfg: ReboundConfig, ctx: RunContext) -> None:
                     rows = []
 
                     def on_measure(n: int, m) -> None:
-                        vals = measure_checkpoint(m, tok, world, base, cfg.measure, cfg.world.n_eval_prompts, seed)
+                        vals = measure_checkpoint(m, tok, world, base, cfg.measure, cfg.world.n_eval_prompts, seed,
+                                                  reference_measure=state["measure"])
                         rows.append({"phase": "opposing", "world": world_name, "seed": seed, "n_pos": n_pos, "n_neg": n, **vals})
 
                     finetune(model, tok, world.opposing(max(n_neg), seed), cfg.opposing, cfg.model, seed=seed + 1,
@@ -194,16 +203,18 @@ def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
     kl_cells = []
     kl_slopes: dict[int, list[float]] = {s: [] for s in seeds}
     kl0_slopes: dict[int, list[float]] = {s: [] for s in seeds}
-    if "kl_to_base" in df.columns:
+    kl_col = cfg.kl_metric if cfg.kl_metric in df.columns else "kl_to_base"
+    if kl_col in df.columns:
         for (world, seed), g in opp.groupby(["world", "seed"]):
             xs, ys, x0, k0 = [], [], [], []
             for n_pos, h in g.groupby("n_pos"):
                 h = h.sort_values("n_neg")
-                n_kl = crossing(h.n_neg.to_numpy(float), h.kl_to_base.to_numpy(float), cfg.kl_epsilon)
+                kl = h[kl_col].to_numpy(float)
+                n_kl = crossing(h.n_neg.to_numpy(float), kl, cfg.kl_epsilon)
                 kl_cells.append({"world": world, "seed": int(seed), "n_pos": int(n_pos), "n_neg_to_kl_eps": n_kl,
-                                 "kl_at_0": float(h.kl_to_base.iloc[0]), "kl_min": float(h.kl_to_base.min())})
+                                 "kl_at_0": float(kl[0]), "kl_min": float(np.nanmin(kl))})
                 x0.append(math.log2(n_pos))
-                k0.append(float(h.kl_to_base.iloc[0]))
+                k0.append(float(kl[0]))
                 if math.isfinite(n_kl):
                     xs.append(math.log2(n_pos))
                     ys.append(n_kl)
@@ -216,7 +227,7 @@ def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         "(effect: minus the slope against log2 n⁺; cells that never get below ε are left out)",
         "Table 3: after 1k/2k/5k/10k safe examples, 961/844/801/729 unsafe examples return Llama2-7B "
         "to KL < 0.01 (Gemma-2B 923/853/709/598) [P1 §5.2, Table 3]",
-        ks, unit="opposing examples per doubling of n⁺", cells=kl_cells,
+        ks, unit="opposing examples per doubling of n⁺", cells=kl_cells, kl_metric=kl_col,
         kl_at_0_slope_per_seed=[float(np.nanmean(v)) if v else float("nan") for v in kl0_slopes.values()],
         n_cells_reaching_eps=sum(1 for c in kl_cells if math.isfinite(c["n_neg_to_kl_eps"])), n_cells=len(kl_cells),
     )
@@ -230,7 +241,8 @@ METRIC_LABELS = {
     "pi_pos": "exact π⁺ (aligned share of A ∪ N)",
     "sampled_rate": "sampled aligned rate (world labeller)",
     "vader": "VADER compound (samples)",
-    "kl_to_base": "KL(model ‖ base), nats",
+    "kl_to_base": "KL(model ‖ base), nats (sampled sequences)",
+    "kl_ref_to_base": "KL(model ‖ base) over A ∪ N, nats (exact)",
     "score": "scorer mean on samples (first of data.scorers)",
 }
 
@@ -244,7 +256,7 @@ def plot(df: pd.DataFrame, cfg: ReboundConfig, fig_dir: Path) -> list[Path]:
         for metric, label in METRIC_LABELS.items():
             if metric not in sub.columns or sub[metric].isna().all():
                 continue
-            fig = curve_figure(sub, x="n_neg", y=metric, hue="n_pos", base_level=metric != "kl_to_base",
+            fig = curve_figure(sub, x="n_neg", y=metric, hue="n_pos", base_level=not metric.startswith("kl"),
                                title=f"rebound · {world}", xlabel="opposing examples n⁻", ylabel=label, hue_label="n⁺")
             p = fig_dir / f"rebound_{world}_{metric}.png"
             fig.savefig(p, dpi=110, bbox_inches="tight")

@@ -1,6 +1,6 @@
 """Measurements of a model: exact alignment scores, samples, scorers, KL, compression rates (and the coder in .coder)."""
 
-from .alignment import AlignmentMeasure, alignment_measure
+from .alignment import AlignmentMeasure, alignment_measure, reference_kl
 from .compression import CodeLength, code_length, examples_code_length
 from .forces import (
     Forces,
@@ -31,6 +31,7 @@ from .scorers import (
 __all__ = [
     "AlignmentMeasure",
     "alignment_measure",
+    "reference_kl",
     "completion_logprobs",
     "sample",
     "sequence_kl",

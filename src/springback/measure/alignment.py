@@ -70,3 +70,18 @@ def alignment_measure(
         logp_aligned=la,
         logp_opposing=ln,
     )
+
+
+def reference_kl(model: AlignmentMeasure, reference: AlignmentMeasure) -> torch.Tensor:
+    """Exact KL(model ‖ reference) between the two distributions over A ∪ N, each renormalised
+    to the reference completions, per prompt (nats). [P]
+
+    On a synthetic world almost all probability sits on A ∪ N (see ``coverage``), so this is
+    the sequence-level KL without sampling noise; it is our stand-in for P1's KL to the base
+    model in the Table 3 protocol [SPEC §3.2].
+    """
+    lp = torch.cat([model.logp_aligned, model.logp_opposing], 1)
+    lq = torch.cat([reference.logp_aligned, reference.logp_opposing], 1)
+    lp = lp - torch.logsumexp(lp, 1, keepdim=True)
+    lq = lq - torch.logsumexp(lq, 1, keepdim=True)
+    return (lp.exp() * (lp - lq)).sum(1)
