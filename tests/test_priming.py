@@ -25,7 +25,7 @@ def test_stage2_rule_cases():
     assert stage2_rule([(0, 2.0), (32, 0.5)], s0, tol) == ("none", -1, -1)
     assert stage2_rule([(0, -1.5)], s0, tol) == ("start_below", 0, 0)
     # Exactly at the tolerance edge is not a hit (strict inequality, as SPEC §5's |S − S₀| < 0.005).
-    assert stage2_rule([(0, 2.0), (32, -1.0 - 0.005)], s0, tol)[0] == "bracket"
+    assert stage2_rule([(0, 2.0), (32, -0.005)], 0.0, tol)[0] == "bracket"
 
 
 @pytest.mark.parametrize("f", [lambda x: 1.0 - 3.0 * x ** 3, lambda x: math.cos(3.0 * x), lambda x: -2.0 + 5.0 * x])
@@ -94,10 +94,10 @@ def test_return_to_level_brackets_and_bisects(monkeypatch):
 
     monkeypatch.setattr(P, "finetune", fake_finetune)
     model = _Toy()
-    summary, rows = return_to_level(model, None, list(range(256)), None, None, lambda m: float(m.w), s0=-1.234,
+    summary, rows = return_to_level(model, None, list(range(256)), None, None, lambda m: float(m.w.detach()), s0=-1.234,
                                     tol=0.005, seed=0, grid_examples=32)
     assert summary["status"] == "bracket"
-    assert summary["within_tolerance"] and abs(float(model.w) - (-1.234)) < 0.005
+    assert summary["within_tolerance"] and abs(float(model.w.detach()) - (-1.234)) < 0.005
     # S = 3 − 0.7·(n/32): −1.2 at 192 (still above −1.234 − tol), −1.9 at 224: the bracket is 192..224.
     assert 192 < summary["n_stop"] < 224
     assert summary["n_bisect"] >= 1 and any(r["bisect"] for r in rows)
@@ -117,10 +117,9 @@ def test_priming_end_to_end(tmp_path):
     cells = claim["details"]["cells"]
     assert len(cells) == 1
     cell = cells[0]
-    assert cell["status"] in ("hit", "bracket", "none")
-    if cell["status"] in ("hit", "bracket"):
-        assert cell["within_tolerance"] and abs(cell["start_gap"]) < 0.005
-        assert math.isfinite(cell["area_per_example"])
+    assert cell["status"] in ("hit", "bracket")  # this tiny run does get back to S₀ within its budget
+    assert cell["within_tolerance"] and abs(cell["start_gap"]) < 0.005
+    assert math.isfinite(cell["area_per_example"])
     df = springback.load_results(run_dir)
     assert {"base", "align", "return", "stop"} <= set(df.stage)
     assert result["figures"]

@@ -146,7 +146,7 @@ def train(
     stage: str = "train",
     loss_on: str = "response",
     measure_at: Sequence[int] = (),
-    on_measure: Callable[[int, torch.nn.Module], None] | None = None,
+    on_measure: Callable[[int, torch.nn.Module], bool | None] | None = None,
     shuffle: bool = True,
     progress: bool = True,
 ) -> TrainResult:
@@ -154,6 +154,8 @@ def train(
 
     ``on_measure(n_examples, model)`` is called before training when 0 is in ``measure_at``
     and after exactly n examples for every other n in ``measure_at`` (n counts across epochs).
+    If it returns ``True``, training stops right after that measurement (the answer must be the
+    same on every process, e.g. a deterministic function of the model).
     Raises :class:`DivergenceError` on a non-finite loss.
     """
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs < 1:
@@ -189,19 +191,23 @@ def train(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = acc.device
 
-    def measure(seen: int) -> None:
-        if on_measure is not None:
-            model.eval()
-            with torch.no_grad():
-                on_measure(seen, acc.unwrap_model(wrapped))
-            model.train()
+    def measure(seen: int) -> bool:
+        """Run the callback; True when it asks to stop training."""
+        if on_measure is None:
+            return False
+        model.eval()
+        with torch.no_grad():
+            stop = on_measure(seen, acc.unwrap_model(wrapped))
+        model.train()
+        return stop is True  # only an explicit True stops (callbacks may return anything else)
 
     result = TrainResult([], [], stage)
-    if 0 in points:
-        measure(0)
+    stopped = bool(0 in points and measure(0))
     seen = 0
     bar = tqdm(total=total, desc=stage, unit="ex", disable=not (progress and acc.is_main_process), leave=False, mininterval=1.0)
     for step, batch_idx in enumerate(batches):
+        if stopped:
+            break
         b = len(batch_idx)
         local = batch_idx[rank::world]
         chunks = [local[i::cfg.grad_accum] for i in range(cfg.grad_accum)]
@@ -233,7 +239,7 @@ def train(
         result.loss.append(value)
         bar.update(b)
         if seen in points and seen != 0:
-            measure(seen)
+            stopped = measure(seen)
     bar.close()
     model.eval()
     # Drop accelerate's wrapper and optimizer references so the next stage starts fresh.

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from .base import Experiment, RunContext
 from .compression import EXPERIMENT as COMPRESSION
+from .dynamics import EXPERIMENT as DYNAMICS
+from .priming import EXPERIMENT as PRIMING
 from .rebound import EXPERIMENT as REBOUND
 from .theory import EXPERIMENT as THEORY
 
 EXPERIMENTS: dict[str, Experiment] = {
     THEORY.name: THEORY,  # cheapest: no training
     REBOUND.name: REBOUND,
+    DYNAMICS.name: DYNAMICS,  # after rebound: shares its micro sentiment / safety bases
+    PRIMING.name: PRIMING,  # likewise
     COMPRESSION.name: COMPRESSION,  # after rebound: reuses its cached sentiment bases
 }
 
