@@ -11,6 +11,7 @@ from .compression import EXPERIMENT as COMPRESSION
 from .dynamics import EXPERIMENT as DYNAMICS
 from .priming import EXPERIMENT as PRIMING
 from .rebound import EXPERIMENT as REBOUND
+from .resistance import EXPERIMENT as RESISTANCE
 from .theory import EXPERIMENT as THEORY
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -19,6 +20,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     DYNAMICS.name: DYNAMICS,  # after rebound: shares its micro sentiment / safety bases
     PRIMING.name: PRIMING,  # likewise
     COMPRESSION.name: COMPRESSION,  # after rebound: reuses its cached sentiment bases
+    RESISTANCE.name: RESISTANCE,  # last: reuses rebound's micro bases (sentiment, safety) and scaling's sentiment ones
 }
 
 __all__ = ["EXPERIMENTS", "Experiment", "RunContext"]
