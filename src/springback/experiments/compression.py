@@ -13,9 +13,16 @@ examples for each l in the grid measure the compression rate γ = bits / (8 · b
 (:mod:`springback.measure.compression`) on fixed held-out samples of D_p, D_a and D_t.
 dγ/dl is the least-squares slope of γ against the realised l = n_t / n_a.
 
+γ counts response tokens (and EOS) given the prompt — what fine-tuning learns; plain
+pre-training sentences are all response. The D_p sample is also split into its task part and
+its general sentences (``gamma_p_task``, ``gamma_p_general``): fine-tuning on D_t can only
+help D_p through the task part (D_t resembles it), while response-only fine-tuning makes the
+model forget general text, which pushes γ_p the other way.
+
 Note the difference from the theorem's setting: the theorem's model is the size-weighted
 mixture of joint training, while here D_t arrives by sequential fine-tuning (as in P1's
-experiments and in practice). Whether the trained models follow the theorem is the question.
+experiments and in practice), with no term that weighs it against |D_p|. Whether the trained
+models follow the theorem is the question; the claims report what they do.
 
 Claims
 ------
@@ -63,8 +70,12 @@ class CompressionConfig:
     world: WorldConfig = dataclasses.field(default_factory=WorldConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     pretrain: TrainConfig = dataclasses.field(default_factory=lambda: dataclasses.replace(DEFAULT_PRETRAIN))
-    align: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    opposing: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    # Fine-tuning lr 1e-4 = 1/20 of the pre-training lr (2e-3), close to P1's ratio: SFT at 1e-5
+    # [SPEC §3.2] on Llama-2 models pre-trained at a peak lr of 3e-4 (Touvron et al. 2023, Table 1),
+    # i.e. 1/30. At the rebound default 3e-4 (1/7) response-only fine-tuning makes the tiny models
+    # forget general text so fast that it swamps γ_p (rows gamma_p_general show it).
+    align: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(lr=1e-4))
+    opposing: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(lr=1e-4))
     measure_batch_size: int = 256
     slope_band: list[float] = dataclasses.field(default_factory=lambda: [0.75, 1.25])  # "≈ 1" for the details
 
@@ -276,18 +287,20 @@ def plot(df: pd.DataFrame, cfg: CompressionConfig, fig_dir: Path) -> list[Path]:
         return paths
     for world in sorted(opp.world.unique()):
         sub = opp[opp.world == world]
-        fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
+        panels = [("gamma_a", "γ on held-out D_a (alignment)"), ("gamma_p", "γ on held-out D_p (pre-training)")]
+        if "gamma_p_task" in sub.columns:
+            panels += [("gamma_p_task", "γ on D_p's task examples"), ("gamma_p_general", "γ on D_p's general sentences")]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))
         cmap = plt.get_cmap("viridis")
         ks = sorted(sub.k.unique())
-        for ax, name, label in ((axes[0], "gamma_a", "γ on held-out D_a (alignment)"),
-                                (axes[1], "gamma_p", "γ on held-out D_p (pre-training)")):
+        for ax, (name, label) in zip(axes, panels):
             for i, k in enumerate(ks):
                 g = sub[sub.k == k].groupby("l")[name]
                 color = cmap(0.1 + 0.8 * i / max(1, len(ks) - 1))
                 ax.plot(g.mean().index, g.mean().values, "o-", ms=3, color=color, label=f"k = {k:g}")
                 ax.fill_between(g.mean().index, (g.mean() - g.std().fillna(0)).values,
                                 (g.mean() + g.std().fillna(0)).values, color=color, alpha=0.15, lw=0)
-            ax.set_xlabel("l = |D_t| / |D_a| (opposing examples per aligned example)")
+            ax.set_xlabel("l = |D_t| / |D_a|")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7, frameon=False)
@@ -327,7 +340,8 @@ def plot(df: pd.DataFrame, cfg: CompressionConfig, fig_dir: Path) -> list[Path]:
             pd.DataFrame({"k": agg.k, "dataset": "D_a", "size": agg.n_align, "delta": agg.delta_gamma_a.abs()}),
             pd.DataFrame({"k": agg.k, "dataset": "D_p", "size": agg.n_pretrain, "delta": agg.delta_gamma_p.abs()}),
         ])
-        fig = hooke_figure(pts, f"compression · Hooke's law at l = {max(cfg.l_values):g} (trained models)", "|D_i| (examples)")
+        fig = hooke_figure(pts, f"compression · Hooke's law at l = {max(cfg.l_values):g} (trained models)", "|D_i| (examples)",
+                           "|Δγ| from l = 0 (mean over seeds)")
         p = fig_dir / "compression_hooke.png"
         fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)

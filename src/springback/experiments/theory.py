@@ -184,7 +184,7 @@ def analyze(df: pd.DataFrame, cfg: TheoryConfig) -> list[Claim]:
 # ----------------------------------------------------------------------------- figures
 
 
-def hooke_figure(points: pd.DataFrame, title: str, xlabel: str):
+def hooke_figure(points: pd.DataFrame, title: str, xlabel: str, ylabel: str = "|Δγ| (change in normalised rate)"):
     """Log-log |Δγ_i| against |D_i|: one marker pair (D_a, D_p) per k joined by a line, slope −1 guides."""
     import matplotlib.pyplot as plt
 
@@ -209,7 +209,7 @@ def hooke_figure(points: pd.DataFrame, title: str, xlabel: str):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("|Δγ| (change in normalised rate)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, frameon=False)
