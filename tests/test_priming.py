@@ -123,3 +123,52 @@ def test_priming_end_to_end(tmp_path):
     df = springback.load_results(run_dir)
     assert {"base", "align", "return", "stop"} <= set(df.stage)
     assert result["figures"]
+
+
+# ----------------------------------------------------------------------------- a local Hugging Face model with data files
+
+
+def _real_sets(tmp_path, eval_rows):
+    from hf_tiny import imdb_rows, save, write
+
+    model_dir = save("llama", tmp_path / "model", seed=3, layers=1, hidden=32)
+    train = write(imdb_rows(300, seed=1), tmp_path / "train.jsonl")
+    ev = write(eval_rows, tmp_path / "eval.csv")
+    return ["seeds=[0]", f"model.path={model_dir}", f"data.aligned={train}", f"data.eval={ev}", "data.prefix_words=4",
+            "data.n_reference=3", "world.n_eval_prompts=2", "n_align=128", "n_opposing_max=64", "stage2_grid_examples=8",
+            "n_realign=[0,16,32]", "stage1_points=1", "align.batch_size=8", "opposing.batch_size=8", "align.lr=3e-2",
+            "opposing.lr=3e-2", "measure.n_samples=8", "measure.max_new_tokens=10"]
+
+
+@pytest.mark.slow
+def test_priming_on_a_local_model_sampled_score_when_no_reference_completions(tmp_path):
+    """Evaluation data with one label only: no exact S, so the sampled aligned rate (VADER labels
+    on samples, fixed seed) drives every stage and the stop uses the sampled tolerance."""
+    import springback
+    from hf_tiny import imdb_rows
+
+    only_positive = [r for r in imdb_rows(12, seed=2) if r["label"] == 1]
+    run_dir = springback.run("priming", preset="quick", sets=_real_sets(tmp_path, only_positive) + ["sampled_tolerance=0.15"],
+                             out=tmp_path / "out", progress=False)
+    df = springback.load_results(run_dir)
+    assert set(df.world) == {"data"} and set(df.score_kind) == {"sampled_rate"}
+    assert df.score.dropna().between(0, 1).all()  # an aligned rate, not a log-odds
+    stop = df[df.stage == "stop"].iloc[0]
+    assert stop.tolerance == 0.15 and stop.S1 > stop.S0 + 0.15  # stage 1 lifted the sampled rate
+    assert stop.status in ("hit", "bracket") and bool(stop.within_tolerance) and abs(stop.gap) < 0.15
+    assert set(df[df.stage == "realign"].arm) == {"primed", "control"}
+    (claim,) = springback.load_result(run_dir)["claims"]
+    assert claim["unit"].startswith("aligned rate") and claim["n_seeds"] == 1
+
+
+@pytest.mark.slow
+def test_priming_on_a_local_model_exact_score_with_reference_completions(tmp_path):
+    import springback
+    from hf_tiny import imdb_rows
+
+    run_dir = springback.run("priming", preset="quick", sets=_real_sets(tmp_path, imdb_rows(12, seed=2)),
+                             out=tmp_path / "out", progress=False)
+    df = springback.load_results(run_dir)
+    assert set(df.score_kind) == {"exact_S"}
+    stop = df[df.stage == "stop"].iloc[0]
+    assert stop.status in ("hit", "bracket") and abs(stop.gap) < 0.005

@@ -13,7 +13,8 @@ Per (world, seed), starting from the cached pre-trained base with score S₀:
    interpolated linearly, θ(α) = (1 − α)·θ_before + α·θ_after — a fractional last window,
    i.e. that window trained with a smaller step — and α is bisected until
    |S(θ(α)) − S₀| < tolerance (S is continuous in α, so bisection must succeed). The result
-   is the **primed** model.
+   is the **primed** model. (A run whose stage 1 did not lift S above S₀ + tolerance is
+   recorded as ``no_gain`` and has no primed model.)
 3. **Re-align**: fine-tune the primed model and a **control** that was never aligned but has
    the same starting score — the base itself, at S₀ — on the same stage-1-type data, with the
    same seed and schedule, measuring S at fixed example counts.
@@ -282,6 +283,11 @@ def run(cfg: PrimingConfig, ctx: RunContext) -> None:
                 finetune(model, tok, stage1, cfg.align, cfg.model, seed=seed, stage=f"align {world_name} s{seed}",
                          measure_at=_points(cfg.n_align, cfg.stage1_points), on_measure=on_align, progress=ctx.progress)
                 s1 = rows[-1]["score"]
+                if not s1 > s0 + tol:  # stage 1 did not lift the score: there is nothing to return from
+                    rows.append({**tag, "stage": "stop", "arm": "primed", "n_examples": float("nan"), "score": float("nan"),
+                                 "S0": s0, "S1": s1, "tolerance": tol, "status": "no_gain", "gap": float("nan"),
+                                 "within_tolerance": False, "n_bisect": 0})
+                    return rows
 
                 # Stage 2: opposing data until the score is back at S₀.
                 summary, trace = return_to_level(
