@@ -211,12 +211,13 @@ def _tiny_hf_model_and_data(tmp_path):
 
 @pytest.mark.slow
 def test_local_hf_model_on_local_json_file(tmp_path):
+    """A saved tiny GPT-2 + Alpaca JSON, with LoRA fine-tuning (adapters merged into each checkpoint)."""
     model_dir, data = _tiny_hf_model_and_data(tmp_path)
     run_dir = springback.run(
         "resistance", preset="quick", out=tmp_path / "runs", progress=False,
         sets=[f"model.path={model_dir}", f"data.path={data}", "data.format=alpaca", "data.n_eval_prompts=4",
               "n_align_examples=0", "seeds=[0]", "answers.n_answers=1", "answers.max_new_tokens=8",
-              "answers.n_kl_samples=1", "finetune.batch_size=2", "finetune.epochs=1"],
+              "answers.n_kl_samples=1", "finetune.batch_size=2", "finetune.epochs=1", "model.lora_r=2"],
     )
     df = springback.load_results(run_dir)
     ft = df[df.phase == "finetune"]
@@ -257,7 +258,10 @@ def test_tiny_end_to_end_run_and_resume(tmp_path):
     assert raw["verdict"] in ("reproduced", "not_reproduced", "inconclusive")
     df = springback.load_results(run_dir)
     ck = df[df.phase == "checkpoint"]
-    assert len(ck) == 6 and ck.target_entropy.notna().all() and (ck.target_coverage <= 1 + 1e-9).all()
+    assert len(ck) == 6 and ck.target_coverage.between(0, 1 + 1e-9).all()
+    # the exact entropy is undefined only where the sampler cannot write any answer of A ∪ N
+    # (this tiny base often cannot); then its mass there is 0
+    assert (ck[pd.to_numeric(ck.target_entropy).isna()].target_coverage == 0).all()
     assert ck.groupby("seed").n_align_seen.apply(list).tolist() == [[30, 60, 90]] * 2
     assert any(p.endswith("resistance_heatmap_mean_loss.png") for p in result["figures"])
     assert (run_dir / "figures" / "resistance_loss_curves.png").exists()

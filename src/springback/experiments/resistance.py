@@ -12,7 +12,8 @@ Protocol per (world, size, seed):
 4. For every pair i < j: **inverse** = fine-tune a copy of θj on θi's answers; **forward** =
    fine-tune a copy of θi on θj's answers. Both directions get the same prompts in the same
    order, the same number of examples and updates, the same seed and hyper-parameters, and a
-   fresh optimizer (the paper's stages start fresh [SPEC §3.2]).
+   fresh optimizer (the paper's stages start fresh [SPEC §3.2]). With ``model.lora_r > 0`` every
+   stage trains a fresh LoRA adapter that is merged back (:func:`.common.finetune`).
 
 Metrics per direction (one records row each):
 
@@ -57,11 +58,12 @@ from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..errors import ConfigError, SpringbackError
 from ..measure import sample, sequence_kl
 from ..measure.sampling import _probs
-from ..train import IGNORE, Encoded, TrainResult, collate, encode, per_example_loss, train
+from ..models.training import finish_training
+from ..train import IGNORE, Encoded, TrainResult, collate, encode, per_example_loss
 from ..worlds import get_world
 from ..worlds.base import ALIGNED, Example
 from .base import Experiment, RunContext
-from .common import DEFAULT_PRETRAIN, base_key, clone, load, pretrained_base
+from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, pretrained_base
 
 
 @dataclasses.dataclass
@@ -234,7 +236,7 @@ def direction_run(learner_start: torch.nn.Module, target: torch.nn.Module, token
     if kl_on:
         row["kl_before"] = mean_kl(model, target, tokenizer, prompts, a.n_kl_samples, seed + 7, a.max_new_tokens)
     row["start_loss"] = dataset_loss(model, tokenizer, targets, cfg.finetune.max_length)
-    result = train(model, tokenizer, list(targets), cfg.finetune, seed=seed, stage=stage, progress=progress)
+    result = finetune(model, tokenizer, list(targets), cfg.finetune, cfg.model, seed=seed, stage=stage, progress=progress)
     row["end_loss"] = dataset_loss(model, tokenizer, targets, cfg.finetune.max_length)
     if kl_on:
         row["kl_after"] = mean_kl(model, target, tokenizer, prompts, a.n_kl_samples, seed + 7, a.max_new_tokens)
@@ -327,8 +329,9 @@ def cell_rows(base: torch.nn.Module, tokenizer: Any, task: Task, cfg: Resistance
     points = checkpoint_points(len(task.sft), cfg.checkpoint_fractions)
     model = clone(base)
     checkpoints: list[torch.nn.Module] = []
-    train(model, tokenizer, task.sft, cfg.align, seed=seed, stage=f"align {label}", measure_at=points,
-          on_measure=lambda n, m: checkpoints.append(clone(m)), progress=progress)
+    # A snapshot is a plain model: under LoRA the copy's adapter is merged into its weights.
+    finetune(model, tokenizer, task.sft, cfg.align, cfg.model, seed=seed, stage=f"align {label}", measure_at=points,
+             on_measure=lambda n, m: checkpoints.append(finish_training(clone(m))), progress=progress)
     del model
     a = cfg.answers
     answers = [answer_examples(m, tokenizer, task.prompts, a, seed) for m in checkpoints]
@@ -365,7 +368,7 @@ def run(cfg: ResistanceConfig, ctx: RunContext) -> None:
     task_names = [None] if cfg.data.path else list(cfg.worlds)
     common = {"kind": "resistance/cell", "n_align_examples": cfg.n_align_examples,
               "checkpoint_fractions": list(cfg.checkpoint_fractions), "answers": to_dict(cfg.answers),
-              "align": to_dict(cfg.align), "finetune": to_dict(cfg.finetune)}
+              "align": to_dict(cfg.align), "finetune": to_dict(cfg.finetune), **finetune_key(cfg.model)}
     if cfg.data.path:
         common["data"] = to_dict(cfg.data)
     else:
