@@ -107,7 +107,7 @@ class ResistanceConfig:
 
 PRESETS = {
     "quick": {},
-    "full": {"seeds": [0, 1, 2, 3, 4], "answers": {"n_answers": 4}},
+    "full": {"seeds": [0, 1, 2, 3, 4], "answers": {"n_answers": 4, "n_kl_samples": 16}},
 }
 
 FORWARD, INVERSE = "forward", "inverse"
