@@ -523,15 +523,16 @@ def plot(df: pd.DataFrame, cfg: ResistanceConfig, fig_dir: Path) -> list[Path]:
         vmax = float(np.nanmax(np.abs(cells["diff"]))) or 1e-9
         fig, axes = plt.subplots(1, len(worlds), figsize=(3.0 * len(worlds) + 0.8, 0.75 * len(sizes) + 1.9), squeeze=False)
         im = None
-        for ax, world in zip(axes[0], worlds):
+        for n_ax, (ax, world) in enumerate(zip(axes[0], worlds)):
             grid = np.full((len(sizes), len(pairs)), np.nan)
             for _, c in cells[cells.world == world].iterrows():
                 r, k = sizes.index(c["size"]), pairs.index(c["pair"])
                 grid[r, k] = c["diff"]
-                ax.text(k, r, f"{c['diff']:+.3f}\n{c['n_seeds_holding']}/{c['n_seeds']}", ha="center", va="center", fontsize=7)
+                ax.text(k, r, f"{c['diff']:+.3f}\n{c['n_seeds_holding']}/{c['n_seeds']}", ha="center", va="center",
+                        fontsize=7, color="white" if abs(c["diff"]) > 0.6 * vmax else "black")
             im = ax.imshow(grid, cmap="RdBu", norm=TwoSlopeNorm(0.0, -vmax, vmax), aspect="auto")
             ax.set_xticks(range(len(pairs)), [f"θ{p.replace('-', '↔θ')}" for p in pairs], fontsize=8)
-            ax.set_yticks(range(len(sizes)), sizes, fontsize=8)
+            ax.set_yticks(range(len(sizes)), sizes if n_ax == 0 else [""] * len(sizes), fontsize=8)
             ax.set_title(world, fontsize=9)
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="forward − inverse")
         fig.suptitle(f"resistance · {label}: forward − inverse (> 0 = inverse easier; seeds holding)", fontsize=9, y=1.04)
