@@ -33,6 +33,7 @@ Three parts:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -91,24 +92,35 @@ def softmax_trace(n_aligned: int, n_opposing: int, narrowness: int, seed: int, l
 
     Each row: the state at a step, the forces for that step's q, the first-order prediction
     lr·(F_drive + F_rebound) and the exact ΔS of the step. The align phase ends after
-    ``n_steps`` or, with ``gain`` > 0, once S has risen by ``gain`` (as in the network runs).
+    ``n_steps`` or, with ``gain`` > 0, once S has risen by ``gain`` (as in the network runs);
+    the opposing phase after ``n_steps`` or once S is back at its starting level.
     At most ``max_rows`` evenly spaced steps per phase are kept (every step is simulated).
     """
     model = SoftmaxCompletionModel.random(n_aligned, n_opposing, seed=seed, scale=0.5)
     model.logits[:n_aligned] += start_score - model.score()  # start at the world's base level
-    z = model.logits
+    z = model.logits.numpy().copy()
     rows: list[dict] = []
+
+    def score(v: np.ndarray) -> float:
+        a, o = v[:n_aligned], v[n_aligned:]
+        return float(a.max() + np.log(np.exp(a - a.max()).sum()) - o.max() - np.log(np.exp(o - o.max()).sum()))
+
+    s_base = score(z)
     for phase, q in (("align", uniform_q(n_aligned, n_opposing, "aligned", subset=narrowness)),
                      ("opposing", uniform_q(n_aligned, n_opposing, "opposing"))):
+        qn = q.numpy()
         states = [z]
-        s_start = float(torch.logsumexp(z[:n_aligned], 0) - torch.logsumexp(z[n_aligned:], 0))
+        s_start = score(z)
         for _ in range(n_steps):
-            s = float(torch.logsumexp(z[:n_aligned], 0) - torch.logsumexp(z[n_aligned:], 0))
+            s = score(z)
             if phase == "align" and gain > 0 and s >= s_start + gain:
                 break
-            z = z + lr * (q - torch.softmax(z, 0))  # the exact gradient step on E_q[log π]
+            if phase == "opposing" and s <= s_base:  # back at the base level: the rebound is over
+                break
+            p = np.exp(z - z.max())
+            z = z + lr * (qn - p / p.sum())  # the exact gradient step on E_q[log π]
             states.append(z)
-        zs = torch.stack(states)  # [T + 1, K]
+        zs = torch.from_numpy(np.stack(states))  # [T + 1, K]
         f = forces_from_logps(zs[:, :n_aligned], zs[:, n_aligned:], q[:n_aligned], q[n_aligned:])  # every state at once
         scores = f.score
         n_done = len(states) - 1
@@ -182,6 +194,7 @@ def trace_phase(
     return rows
 
 
+@functools.lru_cache(maxsize=None)
 def n_templates(world_name: str, k: int) -> int:
     """Distinct aligned templates in the alignment data for narrowness ``k`` (0 = all)."""
     return len(get_world(world_name, k).aligned_templates())
@@ -387,6 +400,13 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
     tab = rebound_table(net) if len(net) else pd.DataFrame()
     per_seed_slope = []
     speed_vs_ca = []
+    per_world_slope: dict[str, list[float]] = {}
+    for (world, s), g in (tab.groupby(["world", "seed"]) if len(tab) else []):
+        per_world_slope.setdefault(world, []).append(slope(np.log2(g.n_templates.to_numpy(float)), g.n_half.to_numpy(float)))
+    per_world = {}
+    for world, vals in per_world_slope.items():
+        c = claim_from_seed_values("w", "", "", vals)
+        per_world[world] = {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "per_seed": vals}
     for s in seeds:
         sl, rc = [], []
         for _, g in (tab[tab.seed == s].groupby("world") if len(tab) else []):
@@ -407,7 +427,7 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
         "opposing examples (effect: slope of the opposing examples needed to lose half the alignment gain against "
         "log2 of the number of aligned templates; > 0 = narrow rebounds faster)",
         "Narrower aligned posteriors (e.g. one refusal template vs many) rebound harder (P2 abstract; SPEC §5 (b))",
-        per_seed_slope, unit="opposing examples per doubling of templates",
+        per_seed_slope, unit="opposing examples per doubling of templates", per_world=per_world,
         r_speed_vs_collision_A_per_seed=speed_vs_ca, cells=tab.to_dict("records") if len(tab) else [],
         softmax_model_n_half=sm_half,
     ))
