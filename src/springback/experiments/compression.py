@@ -46,10 +46,9 @@ from ..analysis import Claim, claim_from_seed_values, slope
 from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..errors import ConfigError
 from ..measure.compression import examples_code_length
-from ..train import train
 from ..worlds import get_world
 from .base import Experiment, RunContext
-from .common import DEFAULT_PRETRAIN, base_key, clone, load, pretrained_base
+from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, pretrained_base
 from .theory import band_verdict, hooke_figure
 
 HELDOUT_SEED_OFFSET = 7919  # held-out samples are fresh draws, seeded apart from every training set
@@ -160,8 +159,8 @@ def run(cfg: CompressionConfig, ctx: RunContext) -> None:
                 def curve_rows(n_a: int = n_a, points: list[int] = points):
                     base, tok = base_model()
                     model = clone(base)
-                    train(model, tok, world.aligned(n_a, seed), cfg.align, seed=seed,
-                          stage=f"align {world_name} n_a={n_a} s{seed}", progress=ctx.progress)
+                    finetune(model, tok, world.aligned(n_a, seed), cfg.align, cfg.model, seed=seed,
+                             stage=f"align {world_name} n_a={n_a} s{seed}", progress=ctx.progress)
                     rows = []
 
                     def on_measure(n: int, m) -> None:
@@ -169,13 +168,13 @@ def run(cfg: CompressionConfig, ctx: RunContext) -> None:
                                      "k": n_pretrain(cfg) / n_a, "n_pretrain": n_pretrain(cfg), "n_opposing": n,
                                      "l": n / n_a, **measure_rates(m, tok, sets, cfg.score_part, cfg.measure_batch_size)})
 
-                    train(model, tok, world.opposing(max(points), seed), cfg.opposing, seed=seed + 1,
-                          stage=f"opposing {world_name} n_a={n_a} s{seed}", measure_at=points, on_measure=on_measure,
-                          progress=ctx.progress)
+                    finetune(model, tok, world.opposing(max(points), seed), cfg.opposing, cfg.model, seed=seed + 1,
+                             stage=f"opposing {world_name} n_a={n_a} s{seed}", measure_at=points, on_measure=on_measure,
+                             progress=ctx.progress)
                     return rows
 
                 key = {"kind": "compression/curve", **common, "n_align": n_a, "points": points,
-                       "align": to_dict(cfg.align), "opposing": to_dict(cfg.opposing)}
+                       "align": to_dict(cfg.align), "opposing": to_dict(cfg.opposing), **finetune_key(cfg.model)}
                 ctx.run_cell(key, curve_rows, name=f"{world_name} n_a={n_a} s{seed}")
 
 
