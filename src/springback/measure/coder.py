@@ -213,7 +213,10 @@ class NextTokenTables:
     probabilities [B, V] and cumulative integer tables of the next token; ``push(tokens)``
     appends one token per row. The model runs one token per step on its key/value cache; when
     the cache reaches ``window`` tokens it is rebuilt from the last ``window // 2`` tokens
-    (deterministically, the same on both sides). Everything runs under ``torch.no_grad``.
+    (deterministically, the same on both sides). For texts longer than the window these
+    contexts differ from the scoring pass's sliding windows, so the coder's own ideal length
+    (``CodingStats.model_bits``) can differ slightly from ``compression.code_length``.
+    Everything runs under ``torch.no_grad``.
     """
 
     def __init__(self, model: torch.nn.Module, window: int, precision_bits: int = PRECISION_BITS):
