@@ -101,25 +101,20 @@ class _WithScorers:
 
 def resolve_config(config: str | Path | None = None, sets: list[str] | None = None, preset: str | None = "quick",
                    **fields: Any) -> ElasticityConfig:
-    """Defaults ← preset ← YAML file ← ``fields`` (CLI flags) ← ``--set`` overrides."""
-    from .config import parse_set
+    """Defaults ← preset ← YAML file ← ``fields`` (CLI flags, dotted keys; empty = not given) ←
+    ``--set`` overrides, validated against :class:`ElasticityConfig`."""
+    from .config import deep_merge, from_dict, parse_set
 
-    flag_sets = []
+    data = to_dict(resolve(ElasticityConfig, PRESETS, preset, config, None))
     for key, value in fields.items():
         if value in (None, "", [], ()):
             continue
-        flag_sets.append((key, value))
-    cfg = resolve(ElasticityConfig, PRESETS, preset, config, None)
-    data = to_dict(cfg)
-    from .config import deep_merge, from_dict
-
-    for key, value in flag_sets:
         node: dict = {}
         cur = node
-        parts = key.split(".")
-        for part in parts[:-1]:
+        *parents, leaf = key.split(".")
+        for part in parents:
             cur = cur.setdefault(part, {})
-        cur[parts[-1]] = list(value) if isinstance(value, tuple) else value
+        cur[leaf] = list(value) if isinstance(value, tuple) else value
         data = deep_merge(data, node)
     for item in sets or []:
         data = deep_merge(data, parse_set(item))
