@@ -209,7 +209,8 @@ TINY_SETS = ["seeds=[0,1]", "n_pos=[40]", "n_neg=[0,16,32]", "world.n_task_examp
 
 @pytest.mark.slow
 def test_tiny_end_to_end_run_writes_five_claims_and_figures(tmp_path):
-    sets = TINY_SETS + ["sizes=[nano]", "budgets=[32,128]"]
+    """nano only, two token budgets of one pre-training run: claims, rows, figures, resume."""
+    sets = TINY_SETS + ["sizes=[nano]", "data_size=", "budget_unit=tokens", "budgets=[300,1500]"]
     run_dir = api.run("scaling", preset="quick", sets=sets, out=tmp_path, progress=False)
     result = api.load_result(run_dir)
     ids = [c["id"] for c in result["claims"]]
@@ -218,7 +219,13 @@ def test_tiny_end_to_end_run_writes_five_claims_and_figures(tmp_path):
     assert all(c["verdict"] in ("reproduced", "not_reproduced", "inconclusive") for c in result["claims"])
     df = api.load_results(run_dir)
     base = df[df.phase == "base"]
-    assert sorted(base.pretrain_examples.unique()) == [32, 128]
+    assert base.budget_unit.unique().tolist() == ["tokens"]
+    # Token budgets pick the first example count whose tokens reach them, per seed's data order.
+    for seed in (0, 1):
+        counts = pretraining_token_counts("sentiment", WorldConfig(n_task_examples=96, n_general_examples=32),
+                                          api.resolve_config("scaling", "quick").pretrain, seed)
+        got = base[base.seed == seed].sort_values("budget_n").pretrain_examples.tolist()
+        assert got == examples_at_token_budgets(counts, [300, 1500])
     # Each budget has its own base level: the two checkpoints score differently before alignment.
     assert base.groupby("budget").score_S.mean().nunique() == 2
     assert len(df[df.phase == "opposing"]) == 2 * 2 * 3  # seeds × budgets × n⁻ points
@@ -228,18 +235,6 @@ def test_tiny_end_to_end_run_writes_five_claims_and_figures(tmp_path):
     # Re-running the same config does no work.
     again = api.run("scaling", preset="quick", sets=sets, out=tmp_path, progress=False)
     assert api.load_result(again)["timings"]["cells_run"] == 0
-
-
-@pytest.mark.slow
-def test_token_budgets_select_checkpoints_by_tokens(tmp_path):
-    sets = TINY_SETS + ["seeds=[0]", "sizes=[nano]", "budget_unit=tokens", "budgets=[300,1000]", "n_neg=[0,16]"]
-    df = api.load_results(api.run("scaling", preset="quick", sets=sets, out=tmp_path, progress=False))
-    counts = pretraining_token_counts("sentiment", WorldConfig(n_task_examples=96, n_general_examples=32),
-                                      api.resolve_config("scaling", "quick").pretrain, 0)
-    want = examples_at_token_budgets(counts, [300, 1000])
-    base = df[df.phase == "base"].sort_values("budget_n")
-    assert base.pretrain_examples.tolist() == want
-    assert base.budget_unit.unique().tolist() == ["tokens"]
 
 
 def _tiny_hf_model(directory: Path, preset: str, seed: int) -> str:
@@ -258,28 +253,46 @@ def test_paper_configs_resolve(name):
         assert len({c.size for c in cfg.checkpoints}) == 1 and all(c.train_tokens > 0 for c in cfg.checkpoints)
 
 
+def _imdb_like_csv(path: Path, seed: int, n_each: int) -> str:
+    """IMDb-format rows (text, label) in the sentiment world's words, so the tiny tokenizer knows them."""
+    import random
+
+    world = get_world("sentiment")
+    rng = random.Random(seed)
+    rows = [(f"{rng.choice(world.train_prompts)} {rng.choice(resp)}", label)
+            for label, resp in ((1, world.aligned_responses), (0, world.opposing_responses)) for _ in range(n_each)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return str(path)
+
+
 @pytest.mark.slow
 def test_real_checkpoint_list_against_local_models(tmp_path):
-    """The TinyLlama config's data axis, with each checkpoint swapped for a tiny local model."""
+    """The TinyLlama config's data axis, each checkpoint swapped for a tiny local model and
+    IMDb for a small local file in IMDb format (the hub is not reachable here)."""
     data = yaml.safe_load((REPO / "configs" / "paper" / "scaling_tinyllama.yaml").read_text())
     ckpts = data["checkpoints"][:2]
     for i, c in enumerate(ckpts):
         c["path"] = _tiny_hf_model(tmp_path / f"m{i}", "nano", seed=i)
-        c["revision"] = ""
     data["checkpoints"] = ckpts
-    data.update({"seeds": [0], "n_pos": [30], "n_neg": [0, 10, 20], "worlds": ["sentiment"],
-                 "world": {"n_eval_prompts": 2}, "measure": {"n_samples": 1, "vader": False}})
-    data.pop("model", None)
+    data["data"].update({"aligned": _imdb_like_csv(tmp_path / "train.csv", 0, 40),
+                         "eval": _imdb_like_csv(tmp_path / "eval.csv", 1, 8),
+                         "scorers": ["vader"], "label_map": "", "n_reference": 4})
+    data.update({"seeds": [0], "n_pos": [30], "n_neg": [0, 10, 20], "world": {"n_eval_prompts": 2},
+                 "measure": {"n_samples": 1}, "model": {}, "align": {}, "opposing": {}})
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(yaml.safe_dump(data))
     run_dir = api.run("scaling", preset=None, config=cfg_file, out=tmp_path / "out", progress=False)
     df = api.load_results(run_dir)
     base = df[df.phase == "base"]
     assert sorted(base.budget.unique()) == sorted(c["budget"] for c in ckpts)
-    assert base.n_params.iloc[0] == pytest.approx(sum(p.numel() for p in build_model("nano", get_world("sentiment").tokenizer(), 0).parameters()))
-    assert list(base.budget_n.sort_values()) == sorted(float(c["train_tokens"]) for c in ckpts)
+    assert base.world.unique().tolist() == ["data"]
+    n_nano = sum(p.numel() for p in build_model("nano", get_world("sentiment").tokenizer(), 0).parameters())
+    assert base.n_params.tolist() == [n_nano, n_nano]  # counted from the loaded checkpoints
+    assert sorted(base.budget_n) == sorted(float(c["train_tokens"]) for c in ckpts)
+    assert len(df[df.phase == "opposing"]) == 2 * 3
     claims = {c["id"]: c for c in api.load_result(run_dir)["claims"]}
     assert claims["scaling.size_faster_initial_fall"]["verdict"] == "inconclusive"  # one size: no size trend
+    assert claims["scaling.data_faster_initial_fall"]["details"]["reference_size"] == "1.1B"
 
 
 def test_bad_inputs_are_one_line_config_errors(tmp_path):

@@ -12,6 +12,7 @@ from .dynamics import EXPERIMENT as DYNAMICS
 from .priming import EXPERIMENT as PRIMING
 from .rebound import EXPERIMENT as REBOUND
 from .resistance import EXPERIMENT as RESISTANCE
+from .scaling import EXPERIMENT as SCALING
 from .theory import EXPERIMENT as THEORY
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -20,6 +21,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     DYNAMICS.name: DYNAMICS,  # after rebound: shares its micro sentiment / safety bases
     PRIMING.name: PRIMING,  # likewise
     COMPRESSION.name: COMPRESSION,  # after rebound: reuses its cached sentiment bases
+    SCALING.name: SCALING,  # after rebound: its micro sentiment bases are rebound's
     RESISTANCE.name: RESISTANCE,  # last: reuses rebound's micro bases (sentiment, safety) and scaling's sentiment ones
 }
 

@@ -22,12 +22,15 @@ def curve_figure(
     ylabel: str = "",
     hue_label: str = "",
     phase_col: str = "phase",
+    ax=None,
 ):
     """Mean over seeds of ``y`` against ``x``, one line per ``hue`` value, ±1 s.d. shading.
 
     Rows with ``phase == "base"`` give the dashed base-model level (as the paper's Fig. 4).
+    With ``ax`` given, draws into that axes (one panel of a larger figure) and returns its figure.
     """
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    own = ax is None
+    fig, ax = plt.subplots(figsize=(5.2, 3.6)) if own else (ax.figure, ax)
     curves = df[df[phase_col] != "base"] if phase_col in df.columns else df
     hues = sorted(curves[hue].unique())
     cmap = plt.get_cmap("viridis")
@@ -48,5 +51,79 @@ def curve_figure(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
+    if own:
+        fig.tight_layout()
+    return fig
+
+
+def panel_curves_figure(
+    df: pd.DataFrame,
+    panel: str,
+    x: str,
+    y: str,
+    hue: str,
+    *,
+    panels: list | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    hue_label: str = "",
+    panel_label: str = "",
+    phase_col: str = "phase",
+):
+    """One :func:`curve_figure` panel per value of ``panel`` (e.g. one per model size, as the
+    paper's §5.3 figures), each with its own dashed base level, sharing the y axis."""
+    values = panels if panels is not None else sorted(df[panel].unique())
+    fig, axes = plt.subplots(1, len(values), figsize=(3.6 * len(values), 3.4), sharey=True, squeeze=False)
+    for ax, v in zip(axes[0], values):
+        curve_figure(df[df[panel] == v], x=x, y=y, hue=hue, title=f"{panel_label or panel} = {v}", xlabel=xlabel,
+                     ylabel=ylabel if ax is axes[0][0] else "", hue_label=hue_label, phase_col=phase_col, ax=ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def trend_figure(rows: list, measures: dict, *, title: str = "", seed_col: str = "seed", hue: str = "n_pos"):
+    """Elasticity measures against an axis: ``rows`` is a list of (row label, DataFrame, x column);
+    one panel per (row, measure) showing the mean over seeds with a 95% t-interval, one line per
+    ``hue`` value plus the mean over them (black), x on a log scale."""
+    from scipy import stats as sps
+
+    names = list(measures)
+    fig, axes = plt.subplots(len(rows), len(names), figsize=(3.1 * len(names), 2.7 * len(rows)), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+
+    def band(g: pd.DataFrame, x: str, m: str):
+        per_seed = g.groupby([x, seed_col])[m].mean().dropna().reset_index()
+        stats = per_seed.groupby(x)[m].agg(["mean", "std", "count"])
+        half = stats["std"].fillna(0.0) / np.sqrt(stats["count"].clip(lower=1))
+        half *= [float(sps.t.ppf(0.975, c - 1)) if c > 1 else 0.0 for c in stats["count"]]
+        return stats.index.to_numpy(float), stats["mean"].to_numpy(float), half.to_numpy(float)
+
+    for r, (label, df, x) in enumerate(rows):
+        hues = sorted(df[hue].unique()) if hue in df.columns and len(df) else []
+        for c, m in enumerate(names):
+            ax = axes[r][c]
+            if df.empty or m not in df.columns or df[m].isna().all():
+                ax.set_axis_off()
+                continue
+            for i, h in enumerate(hues):
+                xs, mean, half = band(df[df[hue] == h], x, m)
+                color = cmap(0.15 + 0.7 * i / max(1, len(hues) - 1))
+                ax.errorbar(xs, mean, yerr=half, marker="o", ms=3, capsize=2, lw=1, color=color, label=f"{hue} = {h}")
+            xs, mean, half = band(df, x, m)
+            ax.errorbar(xs, mean, yerr=half, marker="s", ms=4, capsize=2, lw=2, color="black", label="mean")
+            if len(xs) and np.all(xs > 0):
+                ax.set_xscale("log")
+            ax.set_title(measures[m][0], fontsize=8)
+            ax.set_xlabel(f"{label}: {x}", fontsize=8)
+            ax.set_ylabel(measures[m][1], fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if r == 0 and c == 0:
+                ax.legend(fontsize=6, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
