@@ -107,12 +107,24 @@ def measure_checkpoint(
     cfg: MeasureConfig,
     n_eval_prompts: int,
     seed: int,
+    reference_measure: Any = None,
 ) -> dict[str, float]:
-    """Exact π⁺ / S over A and N, sampled aligned rate, VADER (sentiment-like worlds), KL to reference."""
+    """Exact π⁺ / S over A and N, sampled aligned rate, VADER (sentiment-like worlds), KL to reference.
+
+    ``reference_measure`` (the reference model's :class:`AlignmentMeasure` on the same prompts,
+    computed once by the caller) adds ``kl_ref_to_base``: the exact KL over A ∪ N.
+    """
+    from ..measure import reference_kl
+
     prompts = world.eval_prompts(n_eval_prompts)
     a_set, n_set = world.reference_sets()
     # A real data set may lack one side of reference completions: then there is no exact S.
-    row = alignment_measure(model, tokenizer, prompts, a_set, n_set, cfg.batch_size).summary() if a_set and n_set else {}
+    row = {}
+    if a_set and n_set:
+        am = alignment_measure(model, tokenizer, prompts, a_set, n_set, cfg.batch_size)
+        row = am.summary()
+        if reference_measure is not None:
+            row["kl_ref_to_base"] = float(reference_kl(am, reference_measure).mean())
     if cfg.n_samples > 0:
         texts, ids, pidx = sample(model, tokenizer, prompts, cfg.n_samples, seed=seed, temperature=cfg.temperature,
                                   top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
