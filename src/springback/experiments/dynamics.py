@@ -449,18 +449,21 @@ def plot(df: pd.DataFrame, cfg: DynamicsConfig, fig_dir: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         for i, k in enumerate(ks):
             color = cmap(0.1 + 0.75 * i / max(1, len(ks) - 1))
-            g = sub[sub.narrowness == k]
-            n_align = g[g.phase == "align"].n_examples.max()
-            g = g.assign(x=np.where(g.phase == "align", g.n_examples, g.n_examples + n_align))
-            mean = g.groupby("x").score_S.mean()
             label = f"k = {k or 'all'} templates"
-            axes[0].plot(mean.index, mean.values, color=color, label=label)
-            o = g[g.phase == "opposing"].groupby("n_examples")[["f_drive", "f_rebound", "f_total"]].mean()
-            axes[1].plot(o.index, o.f_rebound, color=color, label=f"F_rebound, {label}")
-            axes[1].plot(o.index, o.f_drive, color=color, ls=":", lw=1)
-        axes[0].axvline(n_align, color="0.5", lw=0.8, ls="--")
+            # One thin line per seed: the align phase stops at a different example count in each.
+            for j, (seed, g) in enumerate(sub[sub.narrowness == k].groupby("seed")):
+                g = g.sort_values(["phase", "n_examples"])
+                al, op = g[g.phase == "align"], g[g.phase == "opposing"]
+                n_al = float(al.n_examples.max())
+                axes[0].plot(list(al.n_examples) + list(op.n_examples + n_al), list(al.score_S) + list(op.score_S),
+                             color=color, lw=1, alpha=0.8, label=label if j == 0 else None)
+                axes[0].plot([n_al], [float(op.score_S.iloc[0])], marker="|", color=color, ms=8)
+                axes[1].plot(op.n_examples, op.f_rebound, color=color, lw=1, alpha=0.8,
+                             label=f"F_rebound, {label}" if j == 0 else None)
+                axes[1].plot(op.n_examples, op.f_drive, color=color, ls=":", lw=0.8)
         axes[0].axhline(0, color="0.7", lw=0.6)
-        axes[0].set(xlabel="examples (align, then opposing)", ylabel="S = log(π⁺/π⁻)", title=f"dynamics · {world}: S")
+        axes[0].set(xlabel="examples (align | opposing; tick = switch)", ylabel="S = log(π⁺/π⁻)",
+                    title=f"dynamics · {world}: S (one line per seed)")
         axes[1].axhline(0, color="0.7", lw=0.6)
         axes[1].set(xlabel="opposing examples", ylabel="force (per unit η)",
                     title="forces during opposing fine-tuning\n(solid F_rebound, dotted F_drive)")

@@ -61,12 +61,12 @@ class PrimingConfig:
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
     n_align: int = 512  # stage 1 aligned examples
     n_opposing_max: int = 2048  # stage 2 budget; a run that never gets back to S₀ is reported, not hidden
-    stage2_grid_examples: int = 32  # checkpoint spacing of the stage-2 search
+    stage2_grid_examples: int = 64  # checkpoint spacing of the stage-2 search (bisection refines inside)
     tolerance: float = 0.005  # |S − S₀| at the stopping point, exact S [SPEC §5]
     sampled_tolerance: float = 0.05  # the same when the score is a sampled aligned rate (real data)
     max_bisect_steps: int = 40
-    n_realign: list[int] = dataclasses.field(default_factory=lambda: [0, 16, 32, 64, 128, 256])  # stage 3 points
-    stage1_points: int = 4  # stage-1 measurements besides the start (for the figure)
+    n_realign: list[int] = dataclasses.field(default_factory=lambda: [0, 32, 64, 128, 256])  # stage 3 points
+    stage1_points: int = 2  # stage-1 measurements besides the start (for the figure)
     fresh_stage3_data: bool = False  # False: re-expose to the first stage-1 examples; True: new aligned draws
     world: WorldConfig = dataclasses.field(default_factory=lambda: WorldConfig(n_eval_prompts=8))
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -81,7 +81,7 @@ class PrimingConfig:
 PRESETS = {
     "quick": {},
     "full": {"seeds": [0, 1, 2, 3, 4], "world": {"n_eval_prompts": 16}, "n_realign": [0, 16, 32, 64, 128, 256, 512],
-             "stage2_grid_examples": 16},
+             "stage2_grid_examples": 32, "stage1_points": 4},
 }
 
 
@@ -418,7 +418,8 @@ def plot(df: pd.DataFrame, cfg: PrimingConfig, fig_dir: Path) -> list[Path]:
         base = sub[sub.stage == "base"].score.mean()
         ax.axhline(base, color="0.3", ls="--", lw=0.8, label="base S₀ (mean)")
         kind = str(sub.score_kind.iloc[0]) if "score_kind" in sub else "score"
-        ax.set(xlabel="examples: align | opposing (to S₀) | re-align", ylabel=kind, title=f"rehearsal priming · {world}")
+        ylabel = {"exact_S": "S = log(π⁺/π⁻) (exact)", "sampled_rate": "sampled aligned rate"}.get(kind, kind)
+        ax.set(xlabel="examples: align | opposing (to S₀) | re-align", ylabel=ylabel, title=f"rehearsal priming · {world}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, frameon=False, ncol=2)
         fig.tight_layout()
