@@ -105,6 +105,9 @@ class ResistanceConfig:
     data: ResistanceDataConfig = dataclasses.field(default_factory=ResistanceDataConfig)
 
 
+# quick = the embedded default grid (3 worlds × nano, micro × 3 seeds). Its cost is mostly the 18
+# pre-trained bases; under `springback reproduce` the micro sentiment / safety ones are rebound's
+# and the nano sentiment ones scaling's, so only safety / truthful nano and truthful micro are new.
 PRESETS = {
     "quick": {},
     "full": {"seeds": [0, 1, 2, 3, 4], "answers": {"n_answers": 4, "n_kl_samples": 16}},
@@ -494,6 +497,15 @@ def analyze(df: pd.DataFrame, cfg: ResistanceConfig) -> list[Claim]:
         kl_after=_sub(paired_claim(df, "kl_after", "k", "", "", "")),
         kl_before=_sub(paired_claim(df, "kl_before", "k", "", "", "")),
     )
+    if "kl_change" in ft.columns and ft["kl_change"].notna().any():
+        means = {d: float(ft[ft.direction == d]["kl_change"].mean()) for d in (FORWARD, INVERSE)}
+        c3.details["mean_kl_change"] = means
+        if all(v < 0 for v in means.values()):
+            # Targets written at a low temperature are sharper than the writer's own distribution:
+            # fitting them can carry the learner past the target checkpoint, so KL to it grows.
+            c3.statement += (f". On average fine-tuning moved the learner away from its target checkpoint in both "
+                             f"directions (mean kl_change forward {means[FORWARD]:.3f}, inverse {means[INVERSE]:.3f} "
+                             "nats): a positive effect here means the inverse run's divergence grew more")
     return [c1, c2, c3]
 
 
