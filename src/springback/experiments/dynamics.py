@@ -44,8 +44,7 @@ import torch
 
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
 from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
-from ..measure.alignment import alignment_measure
-from ..measure.forces import SoftmaxCompletionModel, forces, forces_from_logps, training_distribution, uniform_q
+from ..measure.forces import ReferenceBatches, SoftmaxCompletionModel, forces, forces_from_logps, training_distribution, uniform_q
 from ..worlds import get_world
 from .base import Experiment, RunContext
 from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, pretrained_base
@@ -163,18 +162,21 @@ def trace_phase(
     opposing: Sequence[str],
     batch_size: int = 256,
     stop_gain: float = 0.0,
+    batches: ReferenceBatches | None = None,
     stage: str = "",
     progress: bool = False,
 ) -> list[dict]:
     """Fine-tune ``model`` in place on ``examples`` (in their given order), measuring S and the
     forces every ``window`` examples. Each row carries the measured ΔS of the window that
     starts at it (NaN for the last row). With ``stop_gain`` > 0, training stops at the first
-    measurement where S has risen by at least ``stop_gain`` over its value at the start."""
+    measurement where S has risen by at least ``stop_gain`` over its value at the start.
+    ``batches``: the pre-tokenised reference pairs (built here when not given)."""
     qa, qn, share = training_distribution([e.response for e in examples], aligned, opposing)
+    batches = batches or ReferenceBatches(tokenizer, prompts, aligned, opposing, batch_size)
     rows: list[dict] = []
 
     def on_measure(n: int, m: torch.nn.Module) -> bool:
-        am = alignment_measure(m, tokenizer, prompts, aligned, opposing, batch_size)
+        am = batches.measure(m)
         row = {"phase": phase, "n_examples": n, **forces(am, qa, qn).summary(),
                "coverage": float(am.coverage.mean()), "q_share_in_reference": share}
         window_resp = [e.response for e in examples[n : n + window]]
@@ -237,13 +239,15 @@ def run(cfg: DynamicsConfig, ctx: RunContext) -> None:
                     base, tok = base_model()
                     model = clone(base)
                     wk = world.with_narrowness(k)
+                    batches = ReferenceBatches(tok, prompts, a_set, n_set, cfg.measure_batch_size)
                     rows = []
                     for phase, data, tcfg, stage_seed, gain in (
                             ("align", wk.aligned(cfg.n_align, seed), cfg.align, seed, cfg.align_gain),
                             ("opposing", wk.opposing(cfg.n_opposing, seed), cfg.opposing, seed + 1, 0.0)):
                         rows += trace_phase(model, tok, data, tcfg, cfg.model, seed=stage_seed, phase=phase,
                                             window=cfg.window_examples, prompts=prompts, aligned=a_set, opposing=n_set,
-                                            batch_size=cfg.measure_batch_size, stop_gain=gain, progress=ctx.progress,
+                                            batch_size=cfg.measure_batch_size, stop_gain=gain, batches=batches,
+                                            progress=ctx.progress,
                                             stage=f"{phase} {world_name} k={k} s{seed}")
                     return [{"kind": "network", "world": world_name, "seed": seed, "narrowness": k,
                              "n_templates": n_templates(world_name, k), **r} for r in rows]

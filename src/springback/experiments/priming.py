@@ -47,7 +47,7 @@ from ..analysis import Claim, claim_from_seed_values
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..data import DataConfig, DataWorld
 from ..errors import ConfigError
-from ..measure.alignment import alignment_measure
+from ..measure.forces import ReferenceBatches
 from ..measure.sampling import sample
 from ..measure.scorers import world_label_scorer
 from ..worlds import get_world
@@ -220,9 +220,10 @@ def make_score_fn(world: Any, prompts: Sequence[str], measure: MeasureConfig, se
     the sampled aligned rate under the world's labeller (fixed sampling seed). Returns (fn, kind)."""
     a_set, n_set = world.reference_sets()
     if a_set and n_set:
+        batches = ReferenceBatches(tokenizer, prompts, a_set, n_set, measure.batch_size)  # tokenised once
 
         def exact(m: torch.nn.Module) -> float:
-            return float(alignment_measure(m, tokenizer, prompts, a_set, n_set, measure.batch_size).score.mean())
+            return float(batches.measure(m).score.mean())
 
         return exact, "exact_S"
     if measure.n_samples < 1:
