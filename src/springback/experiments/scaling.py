@@ -101,13 +101,15 @@ class ScalingConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
-# quick: a 40% corpus (8000 task + 3200 general examples) and the data axis on micro keep the
-# run near 3 minutes on one CPU core; its bases are therefore not rebound's quick bases. The
-# defaults (and `full`) use the default world, whose micro bases ARE rebound's (same cache entry).
+# quick: a 40% corpus (8000 task + 3200 general examples), the data axis on micro and no
+# sampling (every claim uses the exact S and the exact KL over A ∪ N) keep the run near 3.5
+# minutes of one CPU core; its bases are therefore not rebound's quick bases. The defaults
+# (and `full`) use the default world, whose micro bases ARE rebound's (same cache entry).
 _QUICK_CORPUS = 11200
 PRESETS = {
     "quick": {"world": {"n_task_examples": 8000, "n_general_examples": 3200},
-              "budgets": [128, 1280, _QUICK_CORPUS], "data_size": "micro", "n_pos": [250, 1000]},
+              "budgets": [128, 1280, _QUICK_CORPUS], "data_size": "micro", "n_pos": [250, 1000],
+              "measure": {"n_samples": 0}},
     "full": {"seeds": [0, 1, 2, 3, 4], "grid": "full", "n_pos": [500, 1000, 2000, 4000],
              "budgets": [128, 640, 3200, _DEFAULT_CORPUS],
              "n_neg": [0, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600],

@@ -78,10 +78,20 @@ def panel_curves_figure(
     for ax, v in zip(axes[0], values):
         curve_figure(df[df[panel] == v], x=x, y=y, hue=hue, title=f"{panel_label or panel} = {v}", xlabel=xlabel,
                      ylabel=ylabel if ax is axes[0][0] else "", hue_label=hue_label, phase_col=phase_col, ax=ax)
+        if ax is not axes[0][0]:
+            ax.set_ylabel("")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _compact(v: float) -> str:
+    """1280 -> '1.3k', 451680 -> '452k', 2e12 -> '2T'."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suffix}"
+    return f"{v:.3g}"
 
 
 def trend_figure(rows: list, measures: dict, *, title: str = "", seed_col: str = "seed", hue: str = "n_pos"):
@@ -116,6 +126,8 @@ def trend_figure(rows: list, measures: dict, *, title: str = "", seed_col: str =
             ax.errorbar(xs, mean, yerr=half, marker="s", ms=4, capsize=2, lw=2, color="black", label="mean")
             if len(xs) and np.all(xs > 0):
                 ax.set_xscale("log")
+                ax.minorticks_off()  # label the measured points only: log minor labels collide
+                ax.set_xticks(xs, [_compact(v) for v in xs])
             ax.set_title(measures[m][0], fontsize=8)
             ax.set_xlabel(f"{label}: {x}", fontsize=8)
             ax.set_ylabel(measures[m][1], fontsize=7)
