@@ -239,6 +239,14 @@ def test_real_data_needs_a_model_path(tmp_path):
         springback.run("resistance", preset="quick", out=tmp_path, progress=False, sets=["data.path=x.json"])
 
 
+@pytest.mark.parametrize("bad", ["worlds=[nope]", "sizes=[huge]", "answers.n_answers=0", "checkpoint_fractions=[0.5]",
+                                 "n_align_examples=0", "seeds=[]"])
+def test_bad_input_fails_before_training(tmp_path, bad):
+    with pytest.raises(ConfigError):
+        springback.run("resistance", preset="quick", out=tmp_path, progress=False, sets=[bad])
+    assert not list((tmp_path / "_cache").glob("bases/*"))  # nothing was trained
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

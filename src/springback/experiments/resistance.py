@@ -366,7 +366,22 @@ def cell_rows(base: torch.nn.Module, tokenizer: Any, task: Task, cfg: Resistance
 def run(cfg: ResistanceConfig, ctx: RunContext) -> None:
     if cfg.data.path and not cfg.model.path:
         raise ConfigError("data.path is set: also set model.path (a tiny preset has no tokenizer for real text)")
-    checkpoint_points(max(cfg.n_align_examples, 100), cfg.checkpoint_fractions)  # fail early on bad fractions
+    # Fail on bad input before any training.
+    checkpoint_points(max(cfg.n_align_examples, 100), cfg.checkpoint_fractions)
+    if not cfg.seeds:
+        raise ConfigError("seeds must list at least one seed")
+    if not cfg.data.path:
+        from ..models import PRESETS as SIZE_PRESETS
+
+        for name in cfg.worlds:
+            get_world(name)
+        unknown = [s for s in cfg.sizes if s not in SIZE_PRESETS]
+        if unknown or not cfg.sizes:
+            raise ConfigError(f"unknown size preset '{unknown[0] if unknown else ''}' (choose from: {', '.join(SIZE_PRESETS)})")
+        if cfg.n_align_examples < 1:
+            raise ConfigError("n_align_examples must be >= 1 for the synthetic worlds")
+    if cfg.answers.n_answers < 1:
+        raise ConfigError("answers.n_answers must be >= 1")
     sizes = [cfg.model.path] if cfg.model.path else list(cfg.sizes)
     task_names = [None] if cfg.data.path else list(cfg.worlds)
     common = {"kind": "resistance/cell", "n_align_examples": cfg.n_align_examples,
