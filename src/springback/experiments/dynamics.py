@@ -17,9 +17,11 @@ Three parts:
     one optimizer step moves S by ∇S·Δθ, not by η(q − π)·∂S/∂z; and AdamW's step size is not
     the identity's η. We therefore test the decomposition as a **predictor of direction and
     time course**: the force F = F_drive + F_rebound measured at the start of each window is
-    correlated with the measured ΔS over that window, within each phase (Pearson r). A
-    per-phase least-squares slope ΔS ≈ η_eff·F (through the origin) is reported as the
-    effective step size, a fitted number, not a prediction.
+    correlated with the measured ΔS over that window (Pearson r over the windows of both
+    phases of a run), and must beat F_drive alone, whose sign the phase already fixes.
+    Within-phase correlations are reported too. A per-phase least-squares slope ΔS ≈ η_eff·F
+    (through the origin) is reported as the effective step size, a fitted number, not a
+    prediction.
     q is the empirical distribution of the phase's training responses over A ∪ N. With q
     uniform over a side, ⟨q, π(·|·)⟩ hardly varies, so within a phase most of the predicted
     variation comes from F_rebound.
@@ -27,7 +29,8 @@ Three parts:
 (c) **Narrowness.** The same runs, with the alignment data restricted to k distinct aligned
     templates (``WorldConfig.narrowness``; k = 0 means all). Rebound speed = opposing examples
     needed to lose half of the alignment gain (S₁ − S₀), set against the measured C_A after
-    alignment. SPEC §5's prediction (b): narrower aligned posteriors rebound harder.
+    alignment. SPEC §5's prediction (b): narrower aligned posteriors rebound harder. The
+    align phase stops at a fixed gain (``align_gain``) so that every k loses the same gain.
 """
 
 from __future__ import annotations
@@ -44,7 +47,14 @@ import torch
 
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
 from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
-from ..measure.forces import ReferenceBatches, SoftmaxCompletionModel, forces, forces_from_logps, training_distribution, uniform_q
+from ..measure.forces import (
+    ReferenceBatches,
+    SoftmaxCompletionModel,
+    forces,
+    forces_from_logps,
+    training_distribution,
+    uniform_q,
+)
 from ..worlds import get_world
 from .base import Experiment, RunContext
 from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, pretrained_base
