@@ -63,6 +63,16 @@ def test_grid_and_statistics():
     assert slope_through_origin([1, 2], [2, 4]) == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("sets", [["window_examples=0"], ["narrowness=[]"], ["narrowness=[-1]"], ["softmax_lr=0"]])
+def test_bad_config_is_one_clear_error_before_training(tmp_path, sets):
+    import springback
+    from springback.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        springback.run("dynamics", preset="quick", sets=sets, out=tmp_path, progress=False)
+    assert not (tmp_path / "_cache").exists()  # nothing was pre-trained
+
+
 @pytest.mark.slow
 def test_dynamics_end_to_end(tmp_path):
     import springback

@@ -53,6 +53,17 @@ def test_interpolate_state():
     assert torch.equal(out["i"], a["i"])
 
 
+@pytest.mark.parametrize("sets", [["stage2_grid_examples=0"], ["tolerance=0"], ["n_realign=[0]"], ["model.lora_r=4"],
+                                  ["data.aligned=x.csv"]])
+def test_bad_config_is_one_clear_error_before_training(tmp_path, sets):
+    import springback
+    from springback.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        springback.run("priming", preset="quick", sets=sets, out=tmp_path, progress=False)
+    assert not (tmp_path / "_cache").exists()  # nothing was pre-trained
+
+
 def test_area_between():
     n = [0, 10, 20]
     assert area_between(n, [0, 1, 2], [0, 0, 0]) == pytest.approx(1.0)  # (5 + 15) / 20

@@ -47,6 +47,7 @@ import torch
 
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
 from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
+from ..errors import ConfigError
 from ..measure.forces import (
     ReferenceBatches,
     SoftmaxCompletionModel,
@@ -212,7 +213,20 @@ def n_templates(world_name: str, k: int) -> int:
     return len(get_world(world_name, k).aligned_templates())
 
 
+def check(cfg: DynamicsConfig) -> None:
+    """Fail before any training on values that cannot work (ConfigError, one line)."""
+    if cfg.window_examples < 1 or cfg.n_align < 1 or cfg.n_opposing < 1:
+        raise ConfigError("window_examples, n_align and n_opposing must be >= 1")
+    if not cfg.narrowness or any(k < 0 for k in cfg.narrowness):
+        raise ConfigError(f"narrowness: give one or more template counts >= 0 (0 = all), got {cfg.narrowness}")
+    if cfg.align_gain < 0 or cfg.softmax_lr <= 0 or cfg.softmax_steps < 1:
+        raise ConfigError("align_gain must be >= 0, softmax_lr > 0 and softmax_steps >= 1")
+    if not cfg.worlds or not cfg.seeds:
+        raise ConfigError("worlds and seeds must not be empty")
+
+
 def run(cfg: DynamicsConfig, ctx: RunContext) -> None:
+    check(cfg)
     ks = list(dict.fromkeys(cfg.narrowness))
     for world_name in cfg.worlds:
         world = get_world(world_name)

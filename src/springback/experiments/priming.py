@@ -246,7 +246,20 @@ def _points(n: int, k: int) -> list[int]:
     return sorted({round(n * i / k) for i in range(k + 1)}) if k > 0 else [0, n]
 
 
+def check(cfg: PrimingConfig) -> None:
+    """Fail before any training on values that cannot work (ConfigError, one line)."""
+    if cfg.n_align < 1 or cfg.n_opposing_max < 1 or cfg.stage2_grid_examples < 1:
+        raise ConfigError("n_align, n_opposing_max and stage2_grid_examples must be >= 1")
+    if cfg.tolerance <= 0 or cfg.sampled_tolerance <= 0 or cfg.max_bisect_steps < 0:
+        raise ConfigError("tolerance and sampled_tolerance must be > 0, max_bisect_steps >= 0")
+    if not cfg.n_realign or any(n < 0 for n in cfg.n_realign) or max(cfg.n_realign) < 1:
+        raise ConfigError(f"n_realign: give example counts >= 0 with a largest one >= 1, got {cfg.n_realign}")
+    if not cfg.worlds or not cfg.seeds:
+        raise ConfigError("worlds and seeds must not be empty")
+
+
 def run(cfg: PrimingConfig, ctx: RunContext) -> None:
+    check(cfg)
     if cfg.model.lora_r > 0:
         # Stage 2 interpolates full weights between checkpoints; a LoRA run's weights change
         # shape when the adapter is merged, so the search is defined for full fine-tuning only.
