@@ -320,6 +320,11 @@ def half_gain_examples(n: Sequence[float], s: Sequence[float], s0: float) -> flo
     return float("nan")
 
 
+def _num(x: float) -> str:
+    """A number for claim text (3 significant digits, '—' when undefined)."""
+    return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
+
+
 def _fisher_mean(rs: Sequence[float]) -> float:
     """Mean of correlations via Fisher's z (NaN-safe)."""
     z = [math.atanh(max(min(r, 0.999999), -0.999999)) for r in rs if math.isfinite(r)]
@@ -402,6 +407,9 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
         **within, cells=cells,
     )
     c_fp.verdict = combine_verdicts([c_fp.verdict, c_gain.verdict])
+    c_fp.statement += (f". Measured: r − r_drive_only = {_num(c_gain.effect)} [{_num(c_gain.ci_low)}, {_num(c_gain.ci_high)}]; "
+                       f"within the align phase r = {_num(np.nanmean(within['r_total_align_per_seed']))}, within the "
+                       f"opposing phase r = {_num(np.nanmean(within['r_total_opposing_per_seed']))} (means over seeds)")
     claims.append(c_fp)
 
     # Rebound pulls toward S = 0 during opposing fine-tuning: direction and consequence.
@@ -422,6 +430,7 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
         pull_share_verdict=c_pull.verdict,
     )
     c_r.verdict = combine_verdicts([c_r.verdict, c_pull.verdict])
+    c_r.statement += f". Measured pull share: {_num(c_pull.effect)} [{_num(c_pull.ci_low)}, {_num(c_pull.ci_high)}]"
     claims.append(c_r)
 
     # (c) narrowness: examples to lose half the gain against log2(number of aligned templates).
@@ -449,11 +458,13 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
         sm_half.append({"world": world, "seed": int(seed), "narrowness": int(k), "C_A_aligned": float(op.collision_A.iloc[0]),
                         "n_half_steps": half_gain_examples(op.step.to_numpy(float), op.score_S.to_numpy(float),
                                                            float(al.score_S.iloc[0]))})
+    per_world_text = "; ".join(f"{w} {_num(v['effect'])} [{_num(v['ci'][0])}, {_num(v['ci'][1])}]"
+                               for w, v in sorted(per_world.items()))
     claims.append(claim_from_seed_values(
         "dynamics.narrow_rebounds_faster",
         "Alignment data with fewer distinct aligned templates (narrower, larger measured C_A) is undone by fewer "
         "opposing examples (effect: slope of the opposing examples needed to lose half the alignment gain against "
-        "log2 of the number of aligned templates; > 0 = narrow rebounds faster)",
+        f"log2 of the number of aligned templates; > 0 = narrow rebounds faster). Per world: {per_world_text}",
         "Narrower aligned posteriors (e.g. one refusal template vs many) rebound harder (P2 abstract; SPEC §5 (b))",
         per_seed_slope, unit="opposing examples per doubling of templates", per_world=per_world,
         r_speed_vs_collision_A_per_seed=speed_vs_ca, cells=tab.to_dict("records") if len(tab) else [],

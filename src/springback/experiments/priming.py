@@ -383,12 +383,21 @@ def analyze(df: pd.DataFrame, cfg: PrimingConfig) -> list[Claim]:
         c = claim_from_seed_values("w", "", "", g.area_per_example.tolist())
         per_world[world] = {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict}
     score_kind = str(df.score_kind.iloc[0]) if "score_kind" in df and len(df) else "exact_S"
+
+    def num(x: float) -> str:
+        return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
+
+    per_world_text = "; ".join(
+        f"{w} {num(v['effect'])} [{num(v['ci'][0])}, {num(v['ci'][1])}], primed ahead in "
+        f"{int((tab[tab.world == w].area_per_example > 0).sum())}/{int(tab[tab.world == w].area_per_example.notna().sum())} seeds"
+        for w, v in sorted(per_world.items()))
     claim = claim_from_seed_values(
         "priming.primed_realigns_faster",
         "A model aligned and then returned to its base score S₀ by opposing fine-tuning (|S − S₀| < tolerance, "
         "found by checkpoint search) re-aligns faster on stage-1 data than the never-aligned base at the same S₀, "
         f"same data, seed and schedule (effect: area between the primed and control curves of {score_kind} over "
-        f"{max(cfg.n_realign)} re-alignment examples, divided by that range — a mean gap; mean over worlds)",
+        f"{max(cfg.n_realign)} re-alignment examples, divided by that range — a mean gap; mean over worlds). "
+        f"Per world: {per_world_text}",
         "Rehearsal priming: a reversed model re-aligns faster than a never-aligned one with the same starting "
         "score (P2 abstract; protocol ours, SPEC §5 (c))",
         per_seed, unit="log-odds (mean gap)" if score_kind == "exact_S" else "aligned rate (mean gap)",
