@@ -4,6 +4,7 @@ from .alignment import AlignmentMeasure, alignment_measure, reference_kl
 from .compression import CodeLength, code_length, examples_code_length
 from .forces import (
     Forces,
+    ReferenceBatches,
     SoftmaxCompletionModel,
     collision_probability,
     forces,
@@ -47,6 +48,7 @@ __all__ = [
     "vader_scorer",
     "world_label_scorer",
     "Forces",
+    "ReferenceBatches",
     "SoftmaxCompletionModel",
     "collision_probability",
     "forces",
