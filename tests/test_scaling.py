@@ -4,7 +4,6 @@ a tiny end-to-end run, and real-checkpoint lists resolved against tiny local HF 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from springback.experiments.scaling import (
     preset_points,
     trend_slopes,
 )
-from springback.models import PRESETS, build_model, load_model, save_model
+from springback.models import build_model, load_model, save_model
 from springback.train import train
 from springback.worlds import get_world
 

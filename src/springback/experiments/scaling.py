@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,6 +180,7 @@ def preset_points(cfg: ScalingConfig, vocab_size: int) -> list[Point]:
 
 
 def checkpoint_points(cfg: ScalingConfig) -> list[Point]:
+    """One point per listed real checkpoint, labelled by its size and budget labels."""
     pts = []
     for c in cfg.checkpoints:
         pts.append(Point(size=c.size or c.path, budget=c.budget or c.revision or "final",
@@ -216,6 +217,8 @@ def run(cfg: ScalingConfig, ctx: RunContext) -> None:
     validate(cfg)
     n_neg = sorted(set([0] + list(cfg.n_neg)))
     data_world = DataWorld(cfg.data) if cfg.data.aligned else None  # real data replaces the worlds
+    if data_world:
+        data_world.scorers(), data_world.eval_prompts(cfg.world.n_eval_prompts)  # bad data / scorer: fail before training
     for world_name in ["data"] if data_world else cfg.worlds:
         world = data_world or get_world(world_name, cfg.world.narrowness)
         points = checkpoint_points(cfg) if cfg.checkpoints else preset_points(cfg, len(world.tokenizer()))
@@ -312,8 +315,7 @@ def _run_point(ctx: RunContext, cfg: ScalingConfig, world_name: str, world, seed
 # ----------------------------------------------------------------------------- measures
 
 
-# Per-curve elasticity measures: column -> (label, unit, sign). sign = +1 when a larger value
-# means "more elastic" in the paper's sense for the *initial* phase (used only in figures).
+# Per-curve elasticity measures (columns of cell_table): column -> (label, unit).
 MEASURES: dict[str, tuple[str, str]] = {
     "initial_rate_per100": ("initial fall rate (until the base level)", "log-odds / 100 opposing examples"),
     "late_rate_per100": ("late fall rate (after the base level)", "log-odds / 100 opposing examples"),
