@@ -46,6 +46,7 @@ def curve_figure(
     xs = curves[x]
     if len(xs) and xs.min() >= 0 and xs.max() > 20 * max(1, np.sort(xs.unique())[1] if len(xs.unique()) > 1 else 1):
         ax.set_xscale("symlog", linthresh=max(1, float(np.sort(xs.unique())[1]) if len(xs.unique()) > 1 else 1))
+        ax.set_xlim(left=0)  # data amounts are never negative; symlog would otherwise pad below 0
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     ax.set_title(title, fontsize=10)
