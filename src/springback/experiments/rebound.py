@@ -144,6 +144,12 @@ def fall_rates(n: np.ndarray, s: np.ndarray, level: float) -> tuple[float, float
     return float(initial), float(late), nc
 
 
+def _finite_mean(values: list[float]) -> float:
+    """Mean of the finite values (NaN when there are none: a seed with no defined cell)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def _curves(df: pd.DataFrame, metric: str):
     """Yield (world, seed, n_pos, n array, metric array, base level)."""
     base = df[df.phase == "base"].set_index(["world", "seed"])[metric]
@@ -188,8 +194,8 @@ def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         x = [math.log2(p) for p in pos]
         start_slopes[seed].append(slope(x, start))
         fall_slopes[seed].append(slope(x, [a - b for a, b in zip(start, early)]))
-    fs = [float(np.nanmean(v)) if v else float("nan") for v in fall_slopes.values()]
-    ss = [float(np.nanmean(v)) if v else float("nan") for v in start_slopes.values()]
+    fs = [_finite_mean(v) for v in fall_slopes.values()]
+    ss = [_finite_mean(v) for v in start_slopes.values()]
     c_start = claim_from_seed_values("start", "", "", ss)
     c2 = claim_from_seed_values(
         "rebound.more_alignment_falls_faster",
@@ -222,7 +228,7 @@ def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
                     ys.append(n_kl)
             kl_slopes[seed].append(-slope(xs, ys))
             kl0_slopes[seed].append(slope(x0, k0))
-    ks = [float(np.nanmean(v)) if v and not all(math.isnan(x) for x in v) else float("nan") for v in kl_slopes.values()]
+    ks = [_finite_mean(v) for v in kl_slopes.values()]
     c3 = claim_from_seed_values(
         "rebound.kl_return",
         f"Opposing examples needed to bring KL(model‖base) below ε = {cfg.kl_epsilon} nats decrease with n⁺ "
@@ -230,7 +236,7 @@ def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         "Table 3: after 1k/2k/5k/10k safe examples, 961/844/801/729 unsafe examples return Llama2-7B "
         "to KL < 0.01 (Gemma-2B 923/853/709/598) [P1 §5.2, Table 3]",
         ks, unit="opposing examples per doubling of n⁺", cells=kl_cells, kl_metric=kl_col,
-        kl_at_0_slope_per_seed=[float(np.nanmean(v)) if v else float("nan") for v in kl0_slopes.values()],
+        kl_at_0_slope_per_seed=[_finite_mean(v) for v in kl0_slopes.values()],
         n_cells_reaching_eps=sum(1 for c in kl_cells if math.isfinite(c["n_neg_to_kl_eps"])), n_cells=len(kl_cells),
     )
     return [c1, c2, c3]
