@@ -22,12 +22,12 @@ from springback.worlds import get_world
 
 
 def bare_loop(model, tok, examples, cfg: TrainConfig, seed: int) -> float:
-    """The same update rule with nothing else: returns seconds."""
+    """The same update rule with nothing else (tokenising included, as in train): returns seconds."""
+    t0 = time.perf_counter()
     enc = [encode(tok, e.prompt, e.response, "response", cfg.max_length) for e in examples]
     order = torch.randperm(len(enc), generator=torch.Generator().manual_seed(seed)).tolist()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=0.0)
     model.train()
-    t0 = time.perf_counter()
     for i in range(0, len(order), cfg.batch_size):
         batch = collate([enc[j] for j in order[i : i + cfg.batch_size]], tok.pad_token_id)
         loss = per_example_loss(model, batch).mean()
