@@ -143,7 +143,7 @@ def test_measure_forces_on_a_network_matches_alignment_score():
     # q is uniform-ish over A and zero on N, so F_drive lies in (0, 1].
     assert bool(((f.f_drive > 0) & (f.f_drive <= 1)).all())
     # Pre-tokenised batches give exactly the same measure (batch size 7: several ragged batches).
-    from springback.measure.forces import ReferenceBatches
+    from springback.measure.alignment import ReferenceBatches
 
     rb = ReferenceBatches(tok, prompts, a_set, n_set, batch_size=7).measure(model)
     ref = alignment_measure(model, tok, prompts, a_set, n_set, batch_size=7)

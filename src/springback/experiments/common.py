@@ -108,11 +108,14 @@ def measure_checkpoint(
     n_eval_prompts: int,
     seed: int,
     reference_measure: Any = None,
+    reference_batches: Any = None,
 ) -> dict[str, float]:
     """Exact π⁺ / S over A and N, sampled aligned rate, VADER (sentiment-like worlds), KL to reference.
 
     ``reference_measure`` (the reference model's :class:`AlignmentMeasure` on the same prompts,
     computed once by the caller) adds ``kl_ref_to_base``: the exact KL over A ∪ N.
+    ``reference_batches`` (a :class:`~springback.measure.ReferenceBatches` of the same prompts
+    and sets, built once per run) skips re-tokenising them at every checkpoint.
     """
     from ..measure import reference_kl
 
@@ -121,7 +124,8 @@ def measure_checkpoint(
     # A real data set may lack one side of reference completions: then there is no exact S.
     row = {}
     if a_set and n_set:
-        am = alignment_measure(model, tokenizer, prompts, a_set, n_set, cfg.batch_size)
+        am = (reference_batches.measure(model) if reference_batches is not None
+              else alignment_measure(model, tokenizer, prompts, a_set, n_set, cfg.batch_size))
         row = am.summary()
         if reference_measure is not None:
             row["kl_ref_to_base"] = float(reference_kl(am, reference_measure).mean())

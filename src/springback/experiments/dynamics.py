@@ -48,8 +48,8 @@ import torch
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
 from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..errors import ConfigError
+from ..measure.alignment import ReferenceBatches
 from ..measure.forces import (
-    ReferenceBatches,
     SoftmaxCompletionModel,
     forces,
     forces_from_logps,

@@ -47,7 +47,7 @@ from ..analysis import Claim, claim_from_seed_values
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..data import DataConfig, DataWorld
 from ..errors import ConfigError
-from ..measure.forces import ReferenceBatches
+from ..measure.alignment import ReferenceBatches
 from ..measure.sampling import sample
 from ..measure.scorers import world_label_scorer
 from ..worlds import get_world

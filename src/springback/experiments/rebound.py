@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..measure import alignment_measure
+from ..measure import ReferenceBatches
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..data import DataConfig, DataWorld
@@ -82,14 +82,18 @@ def run(cfg: ReboundConfig, ctx: RunContext) -> None:
                     path = pretrained_base(ctx, world_name, cfg.world, cfg.model, cfg.pretrain, seed)
                     state["model"], state["tok"] = load(path, cfg.model)
                     a_set, n_set = world.reference_sets()
-                    # The base's exact log-probabilities, once, for the exact KL at every checkpoint.
-                    state["measure"] = alignment_measure(state["model"], state["tok"], world.eval_prompts(
-                        cfg.world.n_eval_prompts), a_set, n_set, cfg.measure.batch_size) if a_set and n_set else None
+                    # Reference pairs tokenised once per (world, seed); the base's exact
+                    # log-probabilities once, for the exact KL at every checkpoint.
+                    batches = ReferenceBatches(state["tok"], world.eval_prompts(cfg.world.n_eval_prompts), a_set, n_set,
+                                               cfg.measure.batch_size) if a_set and n_set else None
+                    state["batches"] = batches
+                    state["measure"] = batches.measure(state["model"]) if batches is not None else None
                 return state["model"], state["tok"]
 
             def base_rows():
                 model, tok = base_model()
-                m = measure_checkpoint(model, tok, world, None, cfg.measure, cfg.world.n_eval_prompts, seed)
+                m = measure_checkpoint(model, tok, world, None, cfg.measure, cfg.world.n_eval_prompts, seed,
+                                       reference_batches=state["batches"])
                 return [{"phase": "base", "world": world_name, "seed": seed, "n_pos": 0, "n_neg": 0, **m}]
 
             ctx.run_cell({"kind": "rebound/base", **common}, base_rows, name=f"{world_name} base")
@@ -104,7 +108,7 @@ def run(cfg: ReboundConfig, ctx: RunContext) -> None:
 
                     def on_measure(n: int, m) -> None:
                         vals = measure_checkpoint(m, tok, world, base, cfg.measure, cfg.world.n_eval_prompts, seed,
-                                                  reference_measure=state["measure"])
+                                                  reference_measure=state["measure"], reference_batches=state["batches"])
                         rows.append({"phase": "opposing", "world": world_name, "seed": seed, "n_pos": n_pos, "n_neg": n, **vals})
 
                     finetune(model, tok, world.opposing(max(n_neg), seed), cfg.opposing, cfg.model, seed=seed + 1,

@@ -1,10 +1,9 @@
 """Measurements of a model: exact alignment scores, samples, scorers, KL, compression rates (and the coder in .coder)."""
 
-from .alignment import AlignmentMeasure, alignment_measure, reference_kl
+from .alignment import AlignmentMeasure, ReferenceBatches, alignment_measure, measure_from_logprobs, reference_kl
 from .compression import CodeLength, code_length, examples_code_length
 from .forces import (
     Forces,
-    ReferenceBatches,
     SoftmaxCompletionModel,
     collision_probability,
     forces,
@@ -32,6 +31,7 @@ from .scorers import (
 __all__ = [
     "AlignmentMeasure",
     "alignment_measure",
+    "measure_from_logprobs",
     "reference_kl",
     "completion_logprobs",
     "sample",

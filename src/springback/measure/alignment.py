@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .logprobs import completion_logprobs
+from .logprobs import TokenizedPairs
 
 
 @dataclasses.dataclass
@@ -48,17 +48,9 @@ class AlignmentMeasure:
         }
 
 
-def alignment_measure(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    aligned: Sequence[str],
-    opposing: Sequence[str],
-    batch_size: int = 256,
-) -> AlignmentMeasure:
-    """Teacher-force every completion of A and N after every prompt and summarise."""
-    logp = completion_logprobs(model, tokenizer, prompts, list(aligned) + list(opposing), batch_size)
-    la, ln = logp[:, : len(aligned)], logp[:, len(aligned) :]
+def measure_from_logprobs(logp: torch.Tensor, n_aligned: int) -> AlignmentMeasure:
+    """Summarise log π(y|x) over A ∪ N ([P, |A| + |N|], A first) into an :class:`AlignmentMeasure`."""
+    la, ln = logp[:, :n_aligned], logp[:, n_aligned:]
     lse_a = torch.logsumexp(la, 1)
     lse_n = torch.logsumexp(ln, 1)
     lse_all = torch.logaddexp(lse_a, lse_n)
@@ -70,6 +62,34 @@ def alignment_measure(
         logp_aligned=la,
         logp_opposing=ln,
     )
+
+
+class ReferenceBatches:
+    """The pairs of prompts × (A ∪ N), tokenised once, for measuring many checkpoints exactly."""
+
+    def __init__(self, tokenizer: Any, prompts: Sequence[str], aligned: Sequence[str], opposing: Sequence[str],
+                 batch_size: int = 256, max_length: int = 128):
+        self.n_aligned = len(aligned)
+        self.pairs = TokenizedPairs(tokenizer, prompts, list(aligned) + list(opposing), batch_size, max_length)
+
+    def logprobs(self, model: torch.nn.Module) -> torch.Tensor:
+        """log p(completion + EOS | prompt) in nats. [P, |A| + |N|]"""
+        return self.pairs.logprobs(model)
+
+    def measure(self, model: torch.nn.Module) -> AlignmentMeasure:
+        return measure_from_logprobs(self.logprobs(model), self.n_aligned)
+
+
+def alignment_measure(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    aligned: Sequence[str],
+    opposing: Sequence[str],
+    batch_size: int = 256,
+) -> AlignmentMeasure:
+    """Teacher-force every completion of A and N after every prompt and summarise."""
+    return ReferenceBatches(tokenizer, prompts, aligned, opposing, batch_size).measure(model)
 
 
 def reference_kl(model: AlignmentMeasure, reference: AlignmentMeasure) -> torch.Tensor:

@@ -159,58 +159,6 @@ def measure_forces(
     return forces(m, q_aligned, q_opposing)
 
 
-class ReferenceBatches:
-    """Every (prompt, completion) pair of A ∪ N, tokenised and batched once, for measuring many
-    checkpoints of one run exactly.
-
-    Same pairs, batches and arithmetic as :func:`~springback.measure.logprobs.completion_logprobs`
-    followed by :func:`~springback.measure.alignment.alignment_measure`, so the numbers are
-    identical; it only skips re-tokenising, which is about 40% of a tiny model's measurement.
-    """
-
-    def __init__(self, tokenizer: Any, prompts: Sequence[str], aligned: Sequence[str], opposing: Sequence[str],
-                 batch_size: int = 256, max_length: int = 128):
-        from ..train import collate, encode
-
-        self.n_prompts, self.n_aligned = len(prompts), len(aligned)
-        completions = list(aligned) + list(opposing)
-        self.n_completions = len(completions)
-        pairs = [(p, c) for p in prompts for c in completions]
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.batches = [
-            collate([encode(tokenizer, p, c, "response", max_length) for p, c in pairs[i : i + batch_size]], pad_id)
-            for i in range(0, len(pairs), batch_size)
-        ]
-
-    @torch.no_grad()
-    def logprobs(self, model: torch.nn.Module) -> torch.Tensor:
-        """log p(completion + EOS | prompt) in nats. [P, |A| + |N|]"""
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        out = []
-        for cpu_batch in self.batches:
-            batch = {k: v.to(device) for k, v in cpu_batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-            targets = batch["labels"][:, 1:]
-            mask = targets != -100
-            logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-            out.append((logp * mask).sum(1).double().cpu())
-        if was_training:
-            model.train()
-        return torch.cat(out).view(self.n_prompts, self.n_completions)
-
-    def measure(self, model: torch.nn.Module) -> AlignmentMeasure:
-        """The :class:`AlignmentMeasure` of ``model`` (as :func:`alignment_measure` computes it)."""
-        logp = self.logprobs(model)
-        la, ln = logp[:, : self.n_aligned], logp[:, self.n_aligned :]
-        lse_a = torch.logsumexp(la, 1)
-        lse_n = torch.logsumexp(ln, 1)
-        lse_all = torch.logaddexp(lse_a, lse_n)
-        return AlignmentMeasure(log_pi_pos=lse_a - lse_all, log_pi_neg=lse_n - lse_all, score=lse_a - lse_n,
-                                coverage=lse_all.exp(), logp_aligned=la, logp_opposing=ln)
-
-
 # ----------------------------------------------------------------------------- pure softmax model
 
 
