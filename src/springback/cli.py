@@ -111,15 +111,20 @@ def cmd_compress(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- run
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", help="experiment name (see `springback list`)")
+def _config_args(p: argparse.ArgumentParser, set_example: str) -> None:
+    """The options every config-driven command shares: preset, YAML file, overrides, output, progress."""
     p.add_argument("--preset", default="quick", help="named preset: quick (laptop CPU, minutes) or full (more seeds, bigger grids)")
     p.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file with config values (applied after the preset)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set seeds=[0,1] --set align.lr=1e-4 (repeatable)")
+                   help=f"override one config value, e.g. {set_example} (repeatable)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder for runs and the shared model cache (default: springback-runs)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and the run directory, then exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="experiment name (see `springback list`)")
+    _config_args(p, "--set seeds=[0,1] --set align.lr=1e-4")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and the run directory, then exit")
 
 
 @command("run", "run one experiment; prints the run directory as its last line")
@@ -212,12 +217,7 @@ def _elasticity_args(p: argparse.ArgumentParser) -> None:
                    help="vader, refusal, world, classifier:PATH, reward:PATH, cost:PATH (repeatable; agreement is reported)")
     p.add_argument("--label-map", dest="label_map", default="", metavar="LABEL=VALUE,...",
                    help="classifier label mapping, e.g. POSITIVE=1,NEGATIVE=0")
-    p.add_argument("--preset", default="quick", help="quick or full (more seeds, a finer grid)")
-    p.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file with config values")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set n_opposing=[0,100,200] --set train.lr=1e-5 (repeatable)")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: springback-runs)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_args(p, "--set n_opposing=[0,100,200] --set train.lr=1e-5")
 
 
 @command("elasticity", "benchmark an aligned model: opposing examples to undo its alignment; prints a one-line summary")

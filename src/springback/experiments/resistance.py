@@ -481,18 +481,18 @@ def analyze(df: pd.DataFrame, cfg: ResistanceConfig) -> list[Claim]:
         PAPER_TABLE1 + "; the excess-loss control is ours [SPEC §3.1]", "nats per token",
         excess_final_loss=_sub(paired_claim(df, "excess_final_loss", "x", "", "", "")),
     )
+    def seed_gap(frame: pd.DataFrame, meaning: str) -> dict:
+        m, lo, hi = t_interval([float(g["diff"].mean()) for _, g in frame.groupby("seed", sort=True)])
+        return {"effect": m, "ci": [lo, hi], "meaning": meaning}
+
     gen = paired(df, "generator_loss")
     if len(gen):
-        gap = [float(g["diff"].mean()) for _, g in gen.groupby("seed", sort=True)]
-        m, lo, hi = t_interval(gap)
-        c2.details["writer_loss_gap"] = {"effect": m, "ci": [lo, hi], "meaning": "forward writer's own loss − "
-                                         "inverse writer's own loss (θj's − θi's), mean over cells"}
+        c2.details["writer_loss_gap"] = seed_gap(gen, "forward writer's own loss − inverse writer's own loss "
+                                                 "(θj's − θi's), mean over cells")
     ent = paired(df, "target_entropy")
     if len(ent):
-        gap = [float(g["diff"].mean()) for _, g in ent.groupby("seed", sort=True)]
-        m, lo, hi = t_interval(gap)
-        c2.details["exact_target_entropy_gap"] = {"effect": m, "ci": [lo, hi], "meaning": "entropy of θj's sampling "
-                                                  "distribution − θi's (forward targets − inverse targets), exact over A ∪ N"}
+        c2.details["exact_target_entropy_gap"] = seed_gap(ent, "entropy of θj's sampling distribution − θi's "
+                                                          "(forward targets − inverse targets), exact over A ∪ N")
         c2.details["excess_over_exact_entropy"] = _sub(paired_claim(df, "excess_over_entropy_mean_loss", "e", "", "", ""))
     if c1.verdict == REPRODUCED and c2.verdict != REPRODUCED:
         c2.statement += (". Raw loss favours inverse alignment but excess loss does not: the raw result is "
