@@ -17,7 +17,9 @@ import torch
 from springback import runtime
 from springback.config import TrainConfig
 from springback.models import build_model, count_parameters
-from springback.train import collate, encode, per_example_loss, train
+from springback.teacher import per_example_loss
+from springback.tokens import collate, encode
+from springback.train import train
 from springback.worlds import get_world
 
 

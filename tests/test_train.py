@@ -5,7 +5,9 @@ import torch
 
 from springback.config import TrainConfig
 from springback.errors import DivergenceError
-from springback.train import _batches, collate, encode, per_example_loss, train
+from springback.teacher import per_example_loss
+from springback.tokens import collate, encode
+from springback.train import _batches, train
 
 
 def _params(model):

@@ -25,67 +25,8 @@ from tqdm.auto import tqdm
 from . import runtime
 from .config import TrainConfig
 from .errors import ConfigError, DivergenceError
-
-IGNORE = -100
-
-
-@dataclasses.dataclass
-class Encoded:
-    """A tokenised example: ``input_ids`` and per-token loss mask (True = learned)."""
-
-    input_ids: list[int]
-    loss_mask: list[bool]
-
-
-def encode(tokenizer: Any, prompt: str, response: str, loss_on: str = "response", max_length: int = 64) -> Encoded:
-    """Token ids of ``prompt`` + ``response`` + EOS and which tokens carry loss.
-
-    ``loss_on="response"`` learns the response and EOS only; ``"all"`` learns every token
-    after the first (pre-training on plain text).
-    """
-    if loss_on not in ("response", "all"):
-        raise ValueError(f"loss_on must be 'response' or 'all', got {loss_on!r}")
-    prompt_ids = tokenizer(prompt).input_ids if prompt else tokenizer("").input_ids
-    resp_ids = tokenizer(response, add_special_tokens=False).input_ids if response else []
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    ids = list(prompt_ids) + list(resp_ids) + eos
-    if loss_on == "response":
-        mask = [False] * len(prompt_ids) + [True] * (len(resp_ids) + len(eos))
-    else:
-        mask = [False] + [True] * (len(ids) - 1)
-    ids, mask = ids[:max_length], mask[:max_length]
-    if not any(mask):
-        raise ValueError(f"example has no learned tokens after truncation to {max_length}: {prompt[:40]!r}")
-    return Encoded(ids, mask)
-
-
-def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors: input_ids, attention_mask, labels (IGNORE where no loss). [B, T]"""
-    width = max(len(e.input_ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(batch), width), dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    for i, e in enumerate(batch):
-        n = len(e.input_ids)
-        ids[i, :n] = torch.tensor(e.input_ids)
-        attn[i, :n] = 1
-        lab = torch.tensor(e.input_ids)
-        lab[~torch.tensor(e.loss_mask)] = IGNORE
-        labels[i, :n] = lab
-    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
-
-
-def per_example_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over each example's learned tokens. Returns [B]."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logits = out.logits[:, :-1].float()  # [B, T-1, V]
-    targets = batch["labels"][:, 1:]  # [B, T-1]
-    mask = targets != IGNORE
-    nll = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.clamp_min(0).reshape(-1), reduction="none"
-    ).view(targets.shape)
-    return (nll * mask).sum(1) / mask.sum(1).clamp_min(1)
-
+from .teacher import per_example_loss
+from .tokens import collate, encode, pad_id
 
 @dataclasses.dataclass
 class TrainResult:
@@ -188,7 +129,7 @@ def train(
     )
     lr_factor = _schedule(cfg, total)
     wrapped, optimizer = acc.prepare(model, optimizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     device = acc.device
 
     def measure(seen: int) -> bool:
@@ -219,7 +160,7 @@ def train(
             # an empty chunk runs a zero-weight example.
             weight = 1.0 if chunk else 0.0
             items = [encoded[i] for i in chunk] if chunk else [encoded[batch_idx[0]]]
-            tensors = {k: v.to(device) for k, v in collate(items, pad_id).items()}
+            tensors = {k: v.to(device) for k, v in collate(items, pad).items()}
             losses = per_example_loss(wrapped, tensors)  # [b_chunk]
             # Sum of per-example losses / global batch, times world size because DDP averages.
             loss = losses.sum() * (weight * world / b)

@@ -191,7 +191,7 @@ def examples_at_token_budgets(token_counts: list[int], budgets_tokens: list[floa
 
 def pretraining_token_counts(world_name: str, world_cfg: WorldConfig, pretrain: TrainConfig, seed: int) -> list[int]:
     """Tokens of each pre-training example of (world, seed), in the order the run visits them."""
-    from ..train import encode
+    from ..tokens import encode
 
     world = get_world(world_name)
     tok = world.tokenizer()

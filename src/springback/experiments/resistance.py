@@ -59,7 +59,9 @@ from ..errors import ConfigError, SpringbackError
 from ..measure import sample, sequence_kl
 from ..measure.sampling import _probs
 from ..models.training import finish_training
-from ..train import IGNORE, Encoded, TrainResult, collate, encode, per_example_loss
+from ..teacher import per_example_loss
+from ..tokens import IGNORE, Encoded, collate, encode
+from ..train import TrainResult
 from ..worlds import get_world
 from ..worlds.base import ALIGNED, Example
 from .base import Experiment, RunContext

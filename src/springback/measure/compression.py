@@ -278,7 +278,7 @@ def examples_code_length(
         return code_length(model, tokenizer, texts, add_eos=True, batch_size=batch_size)
     if part != "response":
         raise ValueError(f"part must be 'all' or 'response', got {part!r}")
-    from ..train import encode
+    from ..tokens import encode
 
     window = model_window(model)
     enc = [encode(tokenizer, e.prompt, e.response, "response", max_length=10**9) for e in examples]

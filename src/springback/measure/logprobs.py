@@ -6,7 +6,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..train import collate, encode, per_example_loss  # noqa: F401  (per_example_loss re-exported for users)
+from ..teacher import sequence_logprobs
+from ..tokens import collate, encode, pad_id
 
 
 class TokenizedPairs:
@@ -20,9 +21,9 @@ class TokenizedPairs:
                  batch_size: int = 256, max_length: int = 128):
         self.n_prompts, self.n_completions = len(prompts), len(completions)
         pairs = [(p, c) for p in prompts for c in completions]
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad = pad_id(tokenizer)
         self.batches = [
-            collate([encode(tokenizer, p, c, "response", max_length) for p, c in pairs[i : i + batch_size]], pad_id)
+            collate([encode(tokenizer, p, c, "response", max_length) for p, c in pairs[i : i + batch_size]], pad)
             for i in range(0, len(pairs), batch_size)
         ]
 
@@ -38,11 +39,7 @@ class TokenizedPairs:
         out = []
         for cpu_batch in self.batches:
             batch = {k: v.to(device) for k, v in cpu_batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-            targets = batch["labels"][:, 1:]
-            mask = targets != -100
-            logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-            out.append((logp * mask).sum(1).double().cpu())
+            out.append(sequence_logprobs(model, batch).cpu())
         if was_training:
             model.train()
         return torch.cat(out).view(self.n_prompts, self.n_completions)

@@ -1,0 +1,64 @@
+"""Teacher forcing: the one place a model's next-token probabilities are computed from ids.
+
+Training loss, exact alignment scores, code lengths, KL and the arithmetic coder all read
+the model through these functions, so they agree to the last bit on the same ids:
+
+* :func:`logits` — one forward pass, float32 logits. [B, T, V]
+* :func:`next_token_logprobs` — log-softmax of those logits: the full next-token
+  distribution at every position (KL, code lengths, the coder). [B, T, V]
+* :func:`token_nll` — −log p of each labelled next token (0 where the label is IGNORE). [B, T−1]
+* :func:`per_example_loss` — mean NLL over each example's labelled tokens (the training loss). [B]
+* :func:`sequence_logprobs` — Σ log p over each example's labelled tokens, in nats. [B]
+
+``token_nll`` uses ``cross_entropy(reduction="none")``, which is exactly ``−log_softmax``
+gathered at the target (it computes one, then the other), so a sequence's summed log-prob
+equals minus its summed training NLL bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .tokens import IGNORE
+
+
+def logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Float32 next-token logits at every position. [B, T, V]"""
+    return model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+
+
+def next_token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """log p(· | prefix up to t) at every position t, float32. [B, T, V]"""
+    return torch.log_softmax(logits(model, input_ids, attention_mask), dim=-1)
+
+
+def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(−log p of each labelled next token [B, T−1] (0 where IGNORE), mask [B, T−1]).
+
+    ``batch`` holds ``input_ids``, ``attention_mask`` and ``labels`` (as :func:`springback.tokens.collate`
+    makes them); position t's logits predict label t + 1.
+    """
+    z = logits(model, batch["input_ids"], batch["attention_mask"])[:, :-1]  # [B, T-1, V]
+    targets = batch["labels"][:, 1:]  # [B, T-1]
+    mask = targets != IGNORE
+    nll = torch.nn.functional.cross_entropy(
+        z.reshape(-1, z.size(-1)), targets.clamp_min(0).reshape(-1), reduction="none"
+    ).view(targets.shape)
+    return nll * mask, mask
+
+
+def per_example_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over each example's labelled tokens, nats per token. [B]"""
+    nll, mask = token_nll(model, batch)
+    return nll.sum(1) / mask.sum(1).clamp_min(1)
+
+
+def sequence_logprobs(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """log p(labelled tokens | their prefixes), summed per example, in nats; float64. [B]
+
+    Summed in float32 (as the loss is), then widened: rows are independent of each other and
+    of the batch size, since padding is masked out."""
+    nll, _ = token_nll(model, batch)
+    return (-nll).sum(1).double()
