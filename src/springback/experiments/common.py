@@ -10,7 +10,7 @@ import torch
 
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..measure import alignment_measure, sample, sequence_kl, vader_scorer, world_label_scorer
-from ..models import build_model, load_model, save_model
+from ..models import build_model, load, save_model
 from ..train import train
 from ..worlds import get_world
 from ..worlds.base import TemplateWorld
@@ -59,17 +59,6 @@ def pretrained_base(
         )
 
     return str(ctx.cached_dir("bases", base_key(world_name, world_cfg, model_cfg, pretrain, seed), build))
-
-
-def load(path: str, model_cfg: ModelConfig | None = None) -> tuple[torch.nn.Module, Any]:
-    """Load a base / checkpoint onto the runtime device, in eval mode."""
-    from .. import runtime
-
-    mc = model_cfg or ModelConfig()
-    model, tok = load_model(path, revision=mc.revision if mc.path == path else "", dtype=mc.dtype,
-                            trust_remote_code=mc.trust_remote_code)
-    model.to(runtime.device()).eval()
-    return model, tok
 
 
 def clone(model: torch.nn.Module) -> torch.nn.Module:

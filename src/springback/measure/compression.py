@@ -367,7 +367,7 @@ def compress_file(
     of ``data_path``; gzip, bz2 and xz compress the same bytes (the texts joined by newlines);
     with ``arith`` the texts are really arithmetic-coded and decoded back.
     """
-    from ..experiments.common import load
+    from ..models import load
 
     texts = read_texts(data_path, max_bytes)
     model, tok = load(model_path)

@@ -203,6 +203,22 @@ def load_model(
     return model, tokenizer
 
 
+def load(path: str, model_cfg: Any = None) -> tuple[torch.nn.Module, Any]:
+    """:func:`load_model` with ``model_cfg``'s options, placed on the runtime device in eval mode.
+
+    ``model_cfg`` is a :class:`~springback.config.ModelConfig` (default options when None); its
+    ``revision`` applies only when ``path`` is its own ``path``.
+    """
+    from ..config import ModelConfig
+    from ..runtime import device
+
+    mc = model_cfg or ModelConfig()
+    model, tok = load_model(path, revision=mc.revision if mc.path == path else "", dtype=mc.dtype,
+                            trust_remote_code=mc.trust_remote_code)
+    model.to(device()).eval()
+    return model, tok
+
+
 def prepare_tokenizer(tokenizer: Any) -> Any:
     """Ensure a pad token exists (EOS doubles as pad, the usual choice for causal LMs)."""
     if tokenizer.pad_token is None:
@@ -220,6 +236,6 @@ def save_model(model: torch.nn.Module, tokenizer: Any, directory: str | Path) ->
 
 from .training import finish_training, is_lora, prepare_for_training  # noqa: E402
 
-__all__ = ["PRESETS", "SizePreset", "build_model", "load_model", "save_model", "count_parameters", "preset_parameters",
+__all__ = ["PRESETS", "SizePreset", "build_model", "load", "load_model", "save_model", "count_parameters", "preset_parameters",
            "preset_config", "prepare_tokenizer", "prepare_for_training", "finish_training", "is_lora", "hub_reachable",
            "check_causal_lm"]
