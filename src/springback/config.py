@@ -232,8 +232,10 @@ def resolve(
     preset: str | None = None,
     config_file: str | Path | None = None,
     sets: list[str] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> Any:
-    """Defaults <- preset <- YAML file <- --set overrides, validated against ``cls``."""
+    """Defaults <- preset <- YAML file <- ``fields`` (dotted keys; empty values skipped) <- --set
+    overrides, validated against ``cls``."""
     data = to_dict(cls())
     if preset:
         presets = presets or {}
@@ -242,6 +244,16 @@ def resolve(
         data = deep_merge(data, presets[preset])
     if config_file:
         data = deep_merge(data, load_yaml(config_file))
+    for key, value in (fields or {}).items():
+        if value in (None, "", [], ()):
+            continue
+        node: dict = {}
+        cur = node
+        *parents, leaf = key.split(".")
+        for part in parents:
+            cur = cur.setdefault(part, {})
+        cur[leaf] = list(value) if isinstance(value, tuple) else value
+        data = deep_merge(data, node)
     for item in sets or []:
         data = deep_merge(data, parse_set(item))
     return from_dict(cls, data)

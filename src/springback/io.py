@@ -183,3 +183,62 @@ def check_writable(directory: str | Path, min_free_mb: float = 50.0) -> None:
     free_mb = stat.f_bavail * stat.f_frsize / 2**20
     if free_mb < min_free_mb:
         raise SpringbackError(f"not enough free disk space in {d}: {free_mb:.0f} MiB free, need {min_free_mb:.0f}")
+
+
+# ----------------------------------------------------------------------------- content fingerprints
+
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def _memo_file() -> Path:
+    """Where file hashes are remembered across processes ($SPRINGBACK_HASH_CACHE, else ~/.cache)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "springback" / "file-hashes.json"
+    return Path(os.environ.get("SPRINGBACK_HASH_CACHE", default))
+
+
+def _file_hash(path: Path) -> str:
+    """sha256 of a file's bytes, computed once per (path, size, mtime) and remembered on disk."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _FINGERPRINTS:
+        return _FINGERPRINTS[key]
+    memo_path = _memo_file()
+    disk: dict = {}
+    try:
+        disk = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        pass
+    entry = "|".join(map(str, key))
+    if entry not in disk:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        disk[entry] = h.hexdigest()
+        try:
+            atomic_write_text(memo_path, json.dumps(disk))
+        except OSError:  # a read-only home is no reason to fail a run
+            pass
+    _FINGERPRINTS[key] = disk[entry]
+    return disk[entry]
+
+
+def fingerprint(path: str | Path) -> str:
+    """A content hash of a file, or of every file in a directory (names and bytes; hidden files
+    and springback's own cache markers excluded): what a cache key needs to notice that a model
+    or data file changed under the same path."""
+    import hashlib
+
+    p = Path(path).expanduser()
+    if p.is_file():
+        return _file_hash(p)
+    if not p.is_dir():
+        raise SpringbackError(f"cannot fingerprint {path}: no such file or directory")
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)):
+        if f.name == "key.json":
+            continue
+        h.update(str(f.relative_to(p)).encode() + b"\0" + _file_hash(f).encode() + b"\n")
+    return h.hexdigest()

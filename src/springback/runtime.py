@@ -98,6 +98,14 @@ def autocast_dtype() -> torch.dtype | None:
     return None
 
 
+def fingerprint() -> dict:
+    """What of the machine changes floating-point results: device kind, torch version and, on
+    CPU, the intra-op thread count (a cache key part: cells computed elsewhere are not reused)."""
+    if torch.cuda.is_available():
+        return {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    return {"device": "cpu", "torch": torch.__version__, "threads": int(os.environ.get("SPRINGBACK_NUM_THREADS", "1"))}
+
+
 def describe() -> dict:
     """Machine facts for result.json."""
     import platform
