@@ -31,6 +31,7 @@ import dataclasses
 from collections import Counter
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .alignment import AlignmentMeasure, alignment_measure
@@ -234,3 +235,52 @@ def uniform_q(n_aligned: int, n_opposing: int, side: str, subset: int = 0) -> to
     k = size if subset <= 0 else min(subset, size)
     q[lo : lo + k] = 1.0 / k
     return q
+
+
+def softmax_trace(n_aligned: int, n_opposing: int, narrowness: int, seed: int, lr: float, n_steps: int,
+                  start_score: float, gain: float = 0.0, max_rows: int = 100) -> list[dict]:
+    """Align then opposing phase of a :class:`SoftmaxCompletionModel` with exact full-batch steps.
+
+    Each row: the state at a step, the forces for that step's q, the first-order prediction
+    lr·(F_drive + F_rebound) and the exact ΔS of the step. The align phase ends after
+    ``n_steps`` or, with ``gain`` > 0, once S has risen by ``gain`` (as in the network runs);
+    the opposing phase after ``n_steps`` or once S is back at its starting level.
+    At most ``max_rows`` evenly spaced steps per phase are kept (every step is simulated).
+    """
+    model = SoftmaxCompletionModel.random(n_aligned, n_opposing, seed=seed, scale=0.5)
+    model.logits[:n_aligned] += start_score - model.score()  # start at the world's base level
+    z = model.logits.numpy().copy()
+    rows: list[dict] = []
+
+    def score(v: np.ndarray) -> float:
+        a, o = v[:n_aligned], v[n_aligned:]
+        return float(a.max() + np.log(np.exp(a - a.max()).sum()) - o.max() - np.log(np.exp(o - o.max()).sum()))
+
+    s_base = score(z)
+    for phase, q in (("align", uniform_q(n_aligned, n_opposing, "aligned", subset=narrowness)),
+                     ("opposing", uniform_q(n_aligned, n_opposing, "opposing"))):
+        qn = q.numpy()
+        states = [z]
+        s_start = score(z)
+        for _ in range(n_steps):
+            s = score(z)
+            if phase == "align" and gain > 0 and s >= s_start + gain:
+                break
+            if phase == "opposing" and s <= s_base:  # back at the base level: the rebound is over
+                break
+            p = np.exp(z - z.max())
+            z = z + lr * (qn - p / p.sum())  # the exact gradient step on E_q[log π]
+            states.append(z)
+        zs = torch.from_numpy(np.stack(states))  # [T + 1, K]
+        f = forces_from_logps(zs[:, :n_aligned], zs[:, n_aligned:], q[:n_aligned], q[n_aligned:])  # every state at once
+        scores = f.score
+        n_done = len(states) - 1
+        keep = sorted(set(np.linspace(0, n_done - 1, min(max_rows, n_done)).round().astype(int).tolist())) if n_done else []
+        for t in keep:
+            rows.append({"stage": phase, "step": t, "pi_pos": float(f.pi_pos[t]), "score_S": float(scores[t]),
+                         "collision_A": float(f.collision_aligned[t]), "collision_N": float(f.collision_opposing[t]),
+                         "f_drive": float(f.f_drive[t]), "f_rebound": float(f.f_rebound[t]), "f_total": float(f.f_total[t]),
+                         "predicted_delta_S": lr * float(f.f_total[t]), "delta_S": float(scores[t + 1] - scores[t])})
+        rows.append({"stage": phase, "step": n_done, "score_S": float(scores[-1]), "f_rebound": float(f.f_rebound[-1]),
+                     "collision_A": float(f.collision_aligned[-1]), "predicted_delta_S": float("nan"), "delta_S": float("nan")})
+    return rows

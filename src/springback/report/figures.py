@@ -21,7 +21,7 @@ def curve_figure(
     xlabel: str = "",
     ylabel: str = "",
     hue_label: str = "",
-    phase_col: str = "phase",
+    phase_col: str = "stage",
     ax=None,
 ):
     """Mean over seeds of ``y`` against ``x``, one line per ``hue`` value, ±1 s.d. shading.
@@ -70,7 +70,7 @@ def panel_curves_figure(
     ylabel: str = "",
     hue_label: str = "",
     panel_label: str = "",
-    phase_col: str = "phase",
+    phase_col: str = "stage",
 ):
     """One :func:`curve_figure` panel per value of ``panel`` (e.g. one per model size, as the
     paper's §5.3 figures), each with its own dashed base level, sharing the y axis."""
@@ -138,5 +138,50 @@ def trend_figure(rows: list, measures: dict, *, title: str = "", seed_col: str =
                 ax.legend(fontsize=6, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def mean_band(ax, df: pd.DataFrame, x: str, y: str, color: str, label: str, seed_col: str = "seed") -> None:
+    """Mean over seeds of ``y`` against ``x`` with a 95% t-interval band."""
+    from scipy import stats as sps
+
+    stats = df.groupby(x)[y].agg(["mean", "std", "count"])
+    half = stats["std"].fillna(0.0) / np.sqrt(stats["count"].clip(lower=1))
+    half *= [float(sps.t.ppf(0.975, c - 1)) if c > 1 else 0.0 for c in stats["count"]]
+    xs = stats.index.to_numpy(float)
+    ax.plot(xs, stats["mean"], marker="o", ms=3, color=color, label=label)
+    if (stats["count"] > 1).any():
+        ax.fill_between(xs, stats["mean"] - half, stats["mean"] + half, color=color, alpha=0.2, lw=0)
+
+
+def elasticity_figure(df: pd.DataFrame, metric: str, measures: dict, kl_epsilon: float, title: str):
+    """An aligned model's score against opposing examples (mean ± 95% interval over seeds, base
+    level dashed, n½ / n_base marked) and, when measured, its KL to the base with the ε line.
+
+    ``df``: the opposing-stage records; ``measures``: name -> {"mean": …} (curve measures)."""
+    has_kl = "kl_to_base" in df.columns and df.kl_to_base.notna().any()
+    fig, axes = plt.subplots(1, 2 if has_kl else 1, figsize=(9.5 if has_kl else 5.2, 3.6))
+    axes = list(np.atleast_1d(axes))
+    mean_band(axes[0], df, "n_opposing", metric, "C0", f"aligned model ({df.seed.nunique()} seeds)")
+    base = measures.get("score_base", {}).get("mean", float("nan"))
+    if np.isfinite(base):
+        axes[0].axhline(base, ls="--", color="0.3", lw=1, label="base model")
+    for name, style in (("n_half", ":"), ("n_base", "-.")):
+        v = measures.get(name, {}).get("mean", float("nan"))
+        if np.isfinite(v):
+            axes[0].axvline(v, ls=style, color="C3", lw=1, label=f"{name} = {v:.0f}")
+    axes[0].set_xlabel("opposing examples")
+    axes[0].set_ylabel(metric)
+    axes[0].set_title(title, fontsize=10)
+    if has_kl:
+        mean_band(axes[1], df, "n_opposing", "kl_to_base", "C1", "KL(model ‖ base)")
+        axes[1].axhline(kl_epsilon, ls="--", color="0.3", lw=1, label=f"ε = {kl_epsilon:g}")
+        axes[1].set_yscale("log")
+        axes[1].set_xlabel("opposing examples")
+        axes[1].set_ylabel("KL, nats")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig

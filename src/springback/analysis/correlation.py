@@ -1,0 +1,32 @@
+"""Correlations and fits through the origin (dynamics: force against measured ΔS)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson r over pairs where both are finite; NaN with < 3 pairs or a constant side."""
+    xa, ya = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya = xa[ok], ya[ok]
+    if len(xa) < 3 or xa.std() == 0 or ya.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(xa, ya)[0, 1])
+
+
+def slope_through_origin(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares b in y ≈ b·x (the effective step size η_eff when x = F and y = ΔS)."""
+    xa, ya = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(xa) & np.isfinite(ya)
+    den = float((xa[ok] ** 2).sum())
+    return float((xa[ok] * ya[ok]).sum() / den) if den > 0 else float("nan")
+
+
+def fisher_mean(rs: Sequence[float]) -> float:
+    """Mean of correlations via Fisher's z (NaN-safe)."""
+    z = [math.atanh(max(min(r, 0.999999), -0.999999)) for r in rs if math.isfinite(r)]
+    return float(math.tanh(sum(z) / len(z))) if z else float("nan")
