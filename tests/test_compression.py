@@ -179,9 +179,9 @@ def test_compression_experiment_tiny(tmp_path):
     ids = [c["id"] for c in result["claims"]]
     assert ids == ["compression.opposite_signs", "compression.ratio_grows_with_k"]
     df = springback.load_results(run_dir)
-    opp = df[df.phase == "opposing"]
-    assert set(opp.n_align) == {400, 40} and set(opp.k) == {5.0, 50.0}
-    assert sorted(opp[opp.n_align == 40].n_opposing.unique()) == [0, 10, 20]
+    opp = df[df.stage == "opposing"]
+    assert set(opp.n_aligned) == {400, 40} and set(opp.k) == {5.0, 50.0}
+    assert sorted(opp[opp.n_aligned == 40].n_opposing.unique()) == [0, 10, 20]
     assert opp[["gamma_p", "gamma_a", "gamma_t"]].gt(0).all().all()
     assert (run_dir / "figures" / "compression_ratio_vs_k.png").exists()
     assert (run_dir / "figures" / "compression_hooke.png").exists()

@@ -108,10 +108,13 @@ def test_data_world_streams_eval_and_references(tmp_path):
     assert len(a) == 3 and len(n) == 3 and not set(a) & set(n)
     with pytest.raises(SpringbackError, match="asked for 100 aligned"):
         world.aligned(100, 0)
-    # IMDb falls back to VADER (offline); its labels agree with the review's sentiment words.
-    labels = world.label_batch([" the story was great and lovely", " the acting was awful and boring"])
+    # As a pipeline source, IMDb falls back to VADER (offline); its labels agree with the review's sentiment words.
+    from springback.pipeline import build_source, data_spec
+
+    source = build_source(data_spec(world.cfg))
+    labels = source.label_batch([" the story was great and lovely", " the acting was awful and boring"])
     assert labels == [ALIGNED, OPPOSING]
-    row = world.score_samples([" great", " awful", " superb"])
+    row = source.score_samples([" great", " awful", " superb"])
     assert row["score"] == row["score_vader"] and row["aligned_rate_vader"] == pytest.approx(2 / 3)
 
 

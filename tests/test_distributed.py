@@ -47,13 +47,13 @@ def test_two_processes_equal_one(tmp_path):
     run1 = springback.run("rebound", sets=rebound_sets(str(model), str(train), str(ev)), out=tmp_path / "one",
                           progress=False)
     assert run1.name == run2.name  # same resolved config, same content address
-    df1 = springback.load_results(run1).sort_values(["phase", "n_pos", "n_neg"]).reset_index(drop=True)
-    df2 = springback.load_results(run2).sort_values(["phase", "n_pos", "n_neg"]).reset_index(drop=True)
+    df1 = springback.load_results(run1).sort_values(["stage", "n_aligned", "n_opposing"]).reset_index(drop=True)
+    df2 = springback.load_results(run2).sort_values(["stage", "n_aligned", "n_opposing"]).reset_index(drop=True)
     assert len(df1) == len(df2) == 4
     for col in ("score_S", "pi_pos", "kl_to_base"):
         a, b = df1[col].to_numpy(float), df2[col].to_numpy(float)
         assert ((abs(a - b) <= 1e-4) | (pd_isnan(a) & pd_isnan(b))).all(), (col, a, b)
-    assert df1[df1.phase == "opposing"].score_S.nunique() > 1  # the curve moved: not a trivial equality
+    assert df1[df1.stage == "opposing"].score_S.nunique() > 1  # the curve moved: not a trivial equality
     assert springback.load_result(run2)["claims"]  # the main process wrote result.json
 
 

@@ -8,13 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from springback.experiments.dynamics import (
-    half_gain_examples,
-    measurement_grid,
-    pearson,
-    slope_through_origin,
-    softmax_trace,
-)
+from springback.analysis.correlation import pearson, slope_through_origin
+from springback.analysis.curves import half_gain_examples
+from springback.experiments.dynamics import measurement_grid
+from springback.measure.forces import softmax_trace
 
 
 def test_softmax_trace_first_order_and_phases():
@@ -24,8 +21,8 @@ def test_softmax_trace_first_order_and_phases():
     exact = np.array([r["delta_S"] for r in steps])
     # First order with a small step: every step's exact ΔS within 5% of η(F_drive + F_rebound).
     assert np.all(np.abs(exact - pred) <= 0.05 * np.abs(exact) + 1e-12)
-    align = [r for r in rows if r["phase"] == "align"]
-    opp = [r for r in rows if r["phase"] == "opposing"]
+    align = [r for r in rows if r["stage"] == "align"]
+    opp = [r for r in rows if r["stage"] == "opposing"]
     assert align[0]["score_S"] == pytest.approx(math.log(0.25), abs=1e-9)  # starts at the requested level
     assert align[-1]["score_S"] >= align[0]["score_S"] + 1.0  # stopped once the gain was reached ...
     assert align[-1]["step"] < 400  # ... not at the step cap
@@ -39,8 +36,8 @@ def test_softmax_narrow_rebounds_faster_in_the_tabular_model():
     n_half = {}
     for k in (1, 8):
         rows = softmax_trace(16, 16, narrowness=k, seed=1, lr=0.5, n_steps=3000, start_score=-1.0, gain=2.0)
-        al = [r for r in rows if r["phase"] == "align"]
-        op = [r for r in rows if r["phase"] == "opposing"]
+        al = [r for r in rows if r["stage"] == "align"]
+        op = [r for r in rows if r["stage"] == "opposing"]
         n_half[k] = half_gain_examples([r["step"] for r in op], [r["score_S"] for r in op], al[0]["score_S"])
     assert n_half[1] < n_half[8]
 
@@ -88,8 +85,8 @@ def test_dynamics_end_to_end(tmp_path):
     assert result["claims"][0]["effect"] > 0.99  # the identity holds in the softmax model
     df = springback.load_results(run_dir)
     net = df[df.kind == "network"]
-    assert set(net.narrowness) == {0, 1} and set(net.phase) == {"align", "opposing"}
+    assert set(net.narrowness) == {0, 1} and set(net.stage) == {"align", "opposing"}
     # The measured ΔS of a window is the difference of consecutive scores.
-    g = net[(net.seed == 0) & (net.narrowness == 1) & (net.phase == "opposing")].sort_values("n_examples")
+    g = net[(net.seed == 0) & (net.narrowness == 1) & (net.stage == "opposing")].sort_values("n_examples")
     assert np.allclose(g.delta_S.iloc[:-1].to_numpy(), np.diff(g.score_S.to_numpy()))
     assert len(result["figures"]) == 2

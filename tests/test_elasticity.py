@@ -12,7 +12,8 @@ import pytest
 
 from hf_tiny import imdb_rows, save, safety_rows, write
 from springback.cli import main
-from springback.elasticity import MEASURES, seed_measures
+from springback.analysis.curves import MEASURES
+from springback.analysis.curves import curve_measures as seed_measures
 
 # ----------------------------------------------------------------------------- measures by hand
 

@@ -9,13 +9,10 @@ import math
 import pytest
 import torch
 
-from springback.experiments.priming import (
-    area_between,
-    bisect_to_level,
-    interpolate_state,
-    return_to_level,
-    stage2_rule,
-)
+from springback.analysis.curves import area_between
+from springback.pipeline.spec import StopRule
+from springback.pipeline.stages import _LevelStop, bisect_to_level, interpolate_state
+from springback.pipeline.stages import level_rule as stage2_rule
 
 
 def test_stage2_rule_cases():
@@ -91,27 +88,25 @@ class _Toy(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.tensor([3.0]))
 
 
-def test_return_to_level_brackets_and_bisects(monkeypatch):
-    """Stage 2 on a stand-in trainer: S falls 0.7 per 32 examples; the rule must stop within tolerance."""
-    import springback.experiments.priming as P
-
-    def fake_finetune(model, tok, examples, cfg, model_cfg, *, seed, measure_at, on_measure, **kw):
-        for n in measure_at:
-            if n:
-                with torch.no_grad():
-                    model.w -= 0.7
-            if on_measure(n, model) is True:
-                return
-
-    monkeypatch.setattr(P, "finetune", fake_finetune)
+def test_level_stop_brackets_and_bisects():
+    """Stage 2's stop rule on a stand-in model: S falls 0.7 per 32 examples; it must stop within tolerance."""
     model = _Toy()
-    summary, rows = return_to_level(model, None, list(range(256)), None, None, lambda m: float(m.w.detach()), s0=-1.234,
-                                    tol=0.005, seed=0, grid_examples=32)
+    stop = _LevelStop(StopRule("level", "score", tolerance=0.005), level=-1.234)
+    for n in range(0, 257, 32):
+        if n:
+            with torch.no_grad():
+                model.w -= 0.7
+        if stop.after(n, model, {"score": float(model.w.detach())}):
+            break
+    rows: list[dict] = []
+    summary = stop.settle(model, lambda m: {"score": float(m.w.detach())}, rows,
+                          lambda n, values: {"n_examples": n, **values})
     assert summary["status"] == "bracket"
     assert summary["within_tolerance"] and abs(float(model.w.detach()) - (-1.234)) < 0.005
     # S = 3 − 0.7·(n/32): −1.2 at 192 (still above −1.234 − tol), −1.9 at 224: the bracket is 192..224.
     assert 192 < summary["n_stop"] < 224
-    assert summary["n_bisect"] >= 1 and any(r["bisect"] for r in rows)
+    assert summary["n_bisect"] >= 1 and all(r["bisect"] for r in rows) and len(rows) == summary["n_bisect"]
+    assert summary["n_trained"] == 224
 
 
 @pytest.mark.slow
@@ -162,7 +157,7 @@ def test_priming_on_a_local_model_sampled_score_when_no_reference_completions(tm
     run_dir = springback.run("priming", preset="quick", sets=_real_sets(tmp_path, only_positive) + ["sampled_tolerance=0.15"],
                              out=tmp_path / "out", progress=False)
     df = springback.load_results(run_dir)
-    assert set(df.world) == {"data"} and set(df.score_kind) == {"sampled_rate"}
+    assert set(df.world) == {"data:train"} and set(df.score_kind.dropna()) == {"sampled_rate"}
     assert df.score.dropna().between(0, 1).all()  # an aligned rate, not a log-odds
     stop = df[df.stage == "stop"].iloc[0]
     assert stop.tolerance == 0.15 and stop.S1 > stop.S0 + 0.15  # stage 1 lifted the sampled rate
@@ -180,6 +175,6 @@ def test_priming_on_a_local_model_exact_score_with_reference_completions(tmp_pat
     run_dir = springback.run("priming", preset="quick", sets=_real_sets(tmp_path, imdb_rows(12, seed=2)),
                              out=tmp_path / "out", progress=False)
     df = springback.load_results(run_dir)
-    assert set(df.score_kind) == {"exact_S"}
+    assert set(df.score_kind.dropna()) == {"exact_S"}
     stop = df[df.stage == "stop"].iloc[0]
     assert stop.status in ("hit", "bracket") and abs(stop.gap) < 0.005

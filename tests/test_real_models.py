@@ -70,7 +70,7 @@ def _examples(tmp_path: Path, n: int = 24):
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2", "neox"])
 def test_lora_trains_only_the_adapter_and_merges_in_place(saved, tmp_path, kind):
-    from springback.experiments.common import finetune
+    from springback.pipeline import finetune
 
     model, tok = load_model(str(saved[kind]))
     before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -86,7 +86,7 @@ def test_lora_trains_only_the_adapter_and_merges_in_place(saved, tmp_path, kind)
 
 
 def test_full_finetuning_and_gradient_checkpointing_agree(saved, tmp_path):
-    from springback.experiments.common import finetune
+    from springback.pipeline import finetune
 
     ex = _examples(tmp_path)
     params = []
@@ -121,12 +121,12 @@ def test_rebound_end_to_end_on_a_local_model_with_real_data(saved, tmp_path, cap
     import springback
 
     df = springback.load_results(run_dir)
-    assert set(df.phase) == {"base", "opposing"} and set(df.world) == {"data"}
-    assert sorted(df[df.phase == "opposing"].n_neg.unique()) == [0, 8, 16]
+    assert set(df.stage) == {"base", "opposing"} and set(df.world) == {"data:train"}
+    assert sorted(df[df.stage == "opposing"].n_opposing.unique()) == [0, 8, 16]
     for col in ("score_S", "pi_pos", "kl_to_base", "score", "score_vader", "score_refusal", "agree_vader~refusal",
                 "kappa_vader~refusal"):
         assert col in df.columns, col
-    assert df[df.phase == "opposing"].kl_to_base.notna().all()
+    assert df[df.stage == "opposing"].kl_to_base.notna().all()
     result = springback.load_result(run_dir)
     assert [c["id"] for c in result["claims"]] == ["rebound.fast_then_slow", "rebound.more_alignment_falls_faster",
                                                    "rebound.kl_return"]

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from springback.experiments.rebound import ReboundConfig, analyze, crossing, fall_rates
+from springback.analysis.curves import crossing, fall_rates
+from springback.experiments.rebound import ReboundConfig, claims
 
 
 def test_crossing_interpolates():
@@ -31,7 +32,7 @@ def _synthetic(fast_then_slow: bool, seeds=(0, 1, 2)) -> pd.DataFrame:
     for seed in seeds:
         rng = np.random.default_rng(seed)
         for world in ("w",):
-            rows.append({"phase": "base", "world": world, "seed": seed, "n_pos": 0, "n_neg": 0, "score_S": 0.0})
+            rows.append({"stage": "base", "world": world, "seed": seed, "n_aligned": 0, "n_opposing": 0, "score_S": 0.0})
             for n_pos in (500, 1000, 2000):
                 s0 = math.log2(n_pos) - 7  # higher start with more alignment
                 a = 0.02 * s0  # ... and a faster initial fall
@@ -40,18 +41,18 @@ def _synthetic(fast_then_slow: bool, seeds=(0, 1, 2)) -> pd.DataFrame:
                 for n in grid:
                     s = s0 - a * n if n <= nc else -b * (n - nc)
                     kl = max(0.0, (s - 0.0)) * 0.1 + 0.001 + rng.uniform(0, 1e-4)
-                    rows.append({"phase": "opposing", "world": world, "seed": seed, "n_pos": n_pos, "n_neg": n,
+                    rows.append({"stage": "opposing", "world": world, "seed": seed, "n_aligned": n_pos, "n_opposing": n,
                                  "score_S": s + rng.normal(0, 1e-3), "kl_to_base": kl})
     return pd.DataFrame(rows)
 
 
 def test_analysis_verdicts_follow_the_data():
     cfg = ReboundConfig(early_examples=100, kl_epsilon=0.05)
-    good = {c.id: c for c in analyze(_synthetic(True), cfg)}
+    good = {c.id: c for c in claims(_synthetic(True), cfg)}
     assert good["rebound.fast_then_slow"].verdict == "reproduced"
     assert good["rebound.fast_then_slow"].effect > 0
     assert good["rebound.more_alignment_falls_faster"].verdict == "reproduced"
-    bad = {c.id: c for c in analyze(_synthetic(False), cfg)}
+    bad = {c.id: c for c in claims(_synthetic(False), cfg)}
     assert bad["rebound.fast_then_slow"].verdict == "not_reproduced"
     assert bad["rebound.fast_then_slow"].effect < 0
     for c in good.values():
@@ -76,11 +77,11 @@ def test_rebound_end_to_end_and_resume(tiny_rebound_run, tiny_rebound_sets):
     assert set(df.columns) >= {"pi_pos", "score_S", "sampled_rate", "vader", "kl_to_base", "coverage"}
     assert ((df.pi_pos >= 0) & (df.pi_pos <= 1)).all()
     # Alignment raises S above the base; opposing data lowers it again.
-    opp = df[df.phase == "opposing"]
-    base = df[df.phase == "base"].score_S.mean()
-    assert opp[opp.n_neg == 0].score_S.mean() > base
-    assert opp[opp.n_neg == 80].score_S.mean() < opp[opp.n_neg == 0].score_S.mean()
-    assert (opp[opp.n_neg == 0].kl_to_base > 0).all()
+    opp = df[df.stage == "opposing"]
+    base = df[df.stage == "base"].score_S.mean()
+    assert opp[opp.n_opposing == 0].score_S.mean() > base
+    assert opp[opp.n_opposing == 80].score_S.mean() < opp[opp.n_opposing == 0].score_S.mean()
+    assert (opp[opp.n_opposing == 0].kl_to_base > 0).all()
     figs = result["figures"]
     assert any("score_S" in f for f in figs) and all((run_dir / f).exists() for f in figs)
     # Re-running the same command reuses every cell and gives the same claims.

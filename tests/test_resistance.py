@@ -21,13 +21,12 @@ from springback.experiments.resistance import (
     INVERSE,
     PRESETS,
     ResistanceConfig,
-    analyze,
     checkpoint_points,
-    dataset_loss,
     direction_run,
-    exact_answer_stats,
     pair_rows,
 )
+from springback.experiments.resistance import claims as analyze
+from springback.measure.answers import dataset_loss, exact_answer_stats
 from springback.measure import alignment_measure
 from springback.models import build_model
 from springback.worlds import get_world
@@ -93,13 +92,13 @@ def test_excess_loss_is_zero_when_the_learner_is_the_writer(world_and_tok):
     gen = dataset_loss(writer, tok, targets)
     cfg = _cfg(finetune=TrainConfig(lr=1e-12, batch_size=4, epochs=2))
     cfg = dataclasses.replace(cfg, answers=dataclasses.replace(cfg.answers, n_kl_samples=0))
-    row, result = direction_run(writer, writer, tok, targets, gen, cfg, w.eval_prompts(4), seed=0)
+    row = direction_run(writer, writer, tok, targets, gen, cfg.answers, cfg.finetune, {}, w.eval_prompts(4), seed=0)
     assert row["generator_loss"] == gen
     assert row["excess_mean_loss"] == pytest.approx(0.0, abs=1e-5)
     assert row["n_updates"] == 4 and row["n_examples"] == 16 and len(row["curve_loss"]) == 4
     # ... and a (frozen) uniform learner's excess is exactly log V − the writer's loss.
     uniform = _uniform(build_model("nano", tok, seed=2)).eval()
-    row2, _ = direction_run(uniform, writer, tok, targets, gen, cfg, w.eval_prompts(4), seed=0)
+    row2 = direction_run(uniform, writer, tok, targets, gen, cfg.answers, cfg.finetune, {}, w.eval_prompts(4), seed=0)
     assert row2["mean_loss"] == pytest.approx(math.log(len(tok)), abs=1e-5)
     assert row2["excess_mean_loss"] == pytest.approx(math.log(len(tok)) - gen, abs=1e-5)
 
@@ -119,7 +118,7 @@ def test_forward_and_inverse_are_paired(world_and_tok):
     gen = [dataset_loss(m, tok, a) for m, a in zip(ckpts, answers)]
     cfg = _cfg(finetune=TrainConfig(lr=1e-3, batch_size=2, epochs=2))
     cfg = dataclasses.replace(cfg, answers=dataclasses.replace(cfg.answers, n_kl_samples=1, max_new_tokens=6))
-    rows = pair_rows(ckpts, answers, gen, tok, cfg, prompts, seed=0)
+    rows = pair_rows(ckpts, answers, gen, tok, cfg.answers, cfg.finetune, {}, prompts, seed=0)
     df = pd.DataFrame(rows)
     assert sorted(df.pair.unique()) == ["1-2", "1-3", "2-3"]
     for pair, g in df.groupby("pair"):
@@ -151,11 +150,11 @@ def _frame(raw_gap: float, writer_gap: float, seeds=(0, 1, 2)) -> pd.DataFrame:
         for pair, gi, gj in (("1-2", 1.0, 1.0 + writer_gap), ("2-3", 0.9, 0.9 + writer_gap)):
             noise = 0.002 * seed
             inv = 0.5 + noise
-            rows.append({"phase": "finetune", "world": "w", "size": "nano", "seed": seed, "pair": pair,
+            rows.append({"stage": "finetune", "world": "w", "model": "nano", "seed": seed, "pair": pair,
                          "direction": INVERSE, "mean_loss": inv, "generator_loss": gi, "excess_mean_loss": inv - gi,
                          "final_loss": inv, "kl_change": 0.1})
             fwd = inv + raw_gap
-            rows.append({"phase": "finetune", "world": "w", "size": "nano", "seed": seed, "pair": pair,
+            rows.append({"stage": "finetune", "world": "w", "model": "nano", "seed": seed, "pair": pair,
                          "direction": FORWARD, "mean_loss": fwd, "generator_loss": gj, "excess_mean_loss": fwd - gj,
                          "final_loss": fwd, "kl_change": 0.1 + raw_gap + noise})
     return pd.DataFrame(rows)
@@ -215,16 +214,16 @@ def test_local_hf_model_on_local_json_file(tmp_path):
     model_dir, data = _tiny_hf_model_and_data(tmp_path)
     run_dir = springback.run(
         "resistance", preset="quick", out=tmp_path / "runs", progress=False,
-        sets=[f"model.path={model_dir}", f"data.path={data}", "data.format=alpaca", "data.n_eval_prompts=4",
+        sets=[f"model.path={model_dir}", f"data.aligned={data}", "data.format=alpaca", "n_heldout_prompts=4",
               "n_align_examples=0", "seeds=[0]", "answers.n_answers=1", "answers.max_new_tokens=8",
               "answers.n_kl_samples=1", "finetune.batch_size=2", "finetune.epochs=1", "model.lora_r=2"],
     )
     df = springback.load_results(run_dir)
-    ft = df[df.phase == "finetune"]
-    assert set(ft.world) == {"data:alpaca"} and set(ft["size"]) == {"tiny-gpt2"}
+    ft = df[df.stage == "finetune"]
+    assert set(ft.world) == {"data:alpaca"} and set(ft["model"]) == {"tiny-gpt2"}
     assert len(ft) == 6 and set(ft.direction) == {FORWARD, INVERSE}
     assert ft.n_examples.nunique() == 1 and ft.n_examples.iloc[0] == 4  # 4 held-out prompts × 1 answer
-    ck = df[df.phase == "checkpoint"]
+    ck = df[df.stage == "checkpoint"]
     # 20 examples on 10 prompts; 4 prompts (8 examples) held out → 12 SFT examples → θ at 3 / 6 / 9
     assert ck.n_align_seen.tolist() == [3, 6, 9]
     assert "target_entropy" not in df.columns or ck.target_entropy.isna().all()  # no exact answer sets for real data
@@ -236,7 +235,7 @@ def test_local_hf_model_on_local_json_file(tmp_path):
 
 def test_real_data_needs_a_model_path(tmp_path):
     with pytest.raises(ConfigError, match="model.path"):
-        springback.run("resistance", preset="quick", out=tmp_path, progress=False, sets=["data.path=x.json"])
+        springback.run("resistance", preset="quick", out=tmp_path, progress=False, sets=["data.aligned=x.json"])
 
 
 @pytest.mark.parametrize("bad", ["worlds=[nope]", "sizes=[huge]", "answers.n_answers=0", "checkpoint_fractions=[0.5]",
@@ -265,7 +264,7 @@ def test_tiny_end_to_end_run_and_resume(tmp_path):
     assert raw["n_seeds"] == 2 and raw["details"]["n_cells"] == 3
     assert raw["verdict"] in ("reproduced", "not_reproduced", "inconclusive")
     df = springback.load_results(run_dir)
-    ck = df[df.phase == "checkpoint"]
+    ck = df[df.stage == "checkpoint"]
     assert len(ck) == 6 and ck.target_coverage.between(0, 1 + 1e-9).all()
     # the exact entropy is undefined only where the sampler cannot write any answer of A ∪ N
     # (this tiny base often cannot); then its mass there is 0

@@ -17,22 +17,18 @@ from springback import api
 from springback.config import TrainConfig, WorldConfig
 from springback.errors import ConfigError
 from springback.experiments import EXPERIMENTS
-from springback.experiments.base import RunContext
-from springback.experiments.common import (
+from springback.analysis.curves import area_above, curve_measures
+from springback.analysis.trends import trend_slopes
+from springback.config import ModelConfig, to_dict
+from springback.experiments.scaling import ScalingConfig, _trend_claim, preset_points
+from springback.pipeline import RunContext, pretrain_spec
+from springback.pipeline.bases import (
     examples_at_token_budgets,
     pretrained_base,
-    pretrained_checkpoints,
+    pretrained_snapshots,
     pretraining_order,
     pretraining_token_counts,
     shares_base,
-)
-from springback.experiments.scaling import (
-    ScalingConfig,
-    _trend_claim,
-    area_above,
-    curve_measures,
-    preset_points,
-    trend_slopes,
 )
 from springback.models import build_model, load_model, save_model
 from springback.train import train
@@ -45,6 +41,10 @@ PRETRAIN = TrainConfig(lr=2e-3, batch_size=32, max_length=64)
 
 def _ctx(root: Path) -> RunContext:
     return RunContext(root / "run", root / "cache", progress=False)
+
+
+def _spec(world_cfg: WorldConfig, seed: int, budgets: tuple = (), at: int = 0, pretrain: TrainConfig = PRETRAIN):
+    return pretrain_spec("sentiment", world_cfg, ModelConfig(preset="nano"), pretrain, seed, snapshots=budgets, at=at)
 
 
 def _weights(path: str) -> dict[str, torch.Tensor]:
@@ -87,27 +87,24 @@ def test_pretraining_order_is_the_order_train_visits(monkeypatch):
           progress=False)
     encoded = [tuple(tr.encode(tok, ex.prompt, ex.response, "all", 64).input_ids) for ex in corpus]
     assert seen == [encoded[i] for i in pretraining_order(len(corpus), 3, epochs=2)]
-    counts = pretraining_token_counts("sentiment", WorldConfig(n_task_examples=30, n_general_examples=10),
-                                      TrainConfig(epochs=2), 3)
+    counts = pretraining_token_counts(_spec(WorldConfig(n_task_examples=30, n_general_examples=10), 3,
+                                            pretrain=TrainConfig(epochs=2)))
     assert counts == [len(t) for t in seen]
 
 
 def test_checkpoints_are_prefixes_of_one_run_and_final_is_the_shared_base(tmp_path):
     world = get_world("sentiment")
     tok = world.tokenizer()
-    from springback.config import ModelConfig
-
-    mcfg = ModelConfig(preset="nano")
     ctx = _ctx(tmp_path / "a")
-    paths = pretrained_checkpoints(ctx, "sentiment", TINY_WORLD, mcfg, PRETRAIN, 0, [0, 32, 64, 128])
+    paths = pretrained_snapshots(ctx, _spec(TINY_WORLD, 0, (0, 32, 64, 128)))
     assert sorted(paths) == [0, 32, 64, 128]
-    assert shares_base([0, 32, 64, 128], PRETRAIN, 128)
+    assert shares_base([0, 32, 64, 128], to_dict(PRETRAIN), 128)
     # The last checkpoint is published as the base and is bit-identical to an independent pretrained_base.
     assert "/bases/" in paths[128]
-    independent = pretrained_base(_ctx(tmp_path / "b"), "sentiment", TINY_WORLD, mcfg, PRETRAIN, 0)
+    independent = pretrained_base(_ctx(tmp_path / "b"), _spec(TINY_WORLD, 0))
     assert _same(_weights(paths[128]), _weights(independent))
     # ... and pretrained_base in the same cache reuses it instead of training again.
-    assert pretrained_base(ctx, "sentiment", TINY_WORLD, mcfg, PRETRAIN, 0) == paths[128]
+    assert pretrained_base(ctx, _spec(TINY_WORLD, 0)) == paths[128]
     # Budget 0 is the fresh initialisation; budget 64 is the model after the first 64 examples of the run.
     assert _same(_weights(paths[0]), {k: v for k, v in build_model("nano", tok, 0).state_dict().items()})
     corpus = world.pretrain_corpus(96, 32, 0.2, 0)
@@ -119,13 +116,11 @@ def test_checkpoints_are_prefixes_of_one_run_and_final_is_the_shared_base(tmp_pa
 
 
 def test_off_boundary_budget_keeps_final_private(tmp_path):
-    from springback.config import ModelConfig
-
-    assert not shares_base([40, 128], PRETRAIN, 128)
-    paths = pretrained_checkpoints(_ctx(tmp_path), "sentiment", TINY_WORLD, ModelConfig(preset="nano"), PRETRAIN, 1, [40, 128])
+    assert not shares_base([40, 128], to_dict(PRETRAIN), 128)
+    paths = pretrained_snapshots(_ctx(tmp_path), _spec(TINY_WORLD, 1, (40, 128)))
     assert "/checkpoints/" in paths[128] and not (tmp_path / "cache" / "bases").exists()
     with pytest.raises(ConfigError, match="outside"):
-        pretrained_checkpoints(_ctx(tmp_path), "sentiment", TINY_WORLD, ModelConfig(preset="nano"), PRETRAIN, 1, [256])
+        pretrained_snapshots(_ctx(tmp_path), _spec(TINY_WORLD, 1, (256,)))
 
 
 def test_cross_and_full_grids():
@@ -157,11 +152,14 @@ def test_curve_measures_on_a_hand_worked_curve():
     s = np.array([3, 2, 1, 0.5, 0.25])
     kl = np.array([2.0, 1.0, 0.5, 0.2, 0.05])
     m = curve_measures(n, s, 1.0, kl, 0.1)
-    assert m["n_neg_to_base"] == pytest.approx(20)
-    assert m["initial_rate_per100"] == pytest.approx(10.0)  # (3 − 1) / 20 examples
-    assert m["late_rate_per100"] == pytest.approx(3.75)  # (1 − 0.25) / 20
+    assert m["n_base"] == pytest.approx(20)
+    assert m["initial_fall_per_100"] == pytest.approx(10.0)  # (3 − 1) / 20 examples
+    assert m["late_fall_per_100"] == pytest.approx(3.75)  # (1 − 0.25) / 20
     assert m["area_above_base"] == pytest.approx(0.2)  # (15 + 5) / 100
-    assert m["n_neg_to_kl_eps"] == pytest.approx(30 + 10 * (0.2 - 0.1) / 0.15)
+    assert m["n_kl_below_eps"] == pytest.approx(30 + 10 * (0.2 - 0.1) / 0.15)
+    assert m["n_half"] == pytest.approx(10)  # half of the gain 3 − 1 is lost at s = 2
+    # KL that starts below ε needs no opposing examples at all.
+    assert curve_measures(n, s, 1.0, kl * 0.01, 0.1)["n_kl_below_eps"] == 0.0
     # A crossing inside a segment counts only the part above the level.
     assert area_above(np.array([0, 10.0]), np.array([2.0, 0.0]), 1.0) == pytest.approx(2.5)
 
@@ -217,17 +215,17 @@ def test_tiny_end_to_end_run_writes_five_claims_and_figures(tmp_path):
                    "scaling.data_slower_late_fall", "scaling.small_budget_barely_elastic"]
     assert all(c["verdict"] in ("reproduced", "not_reproduced", "inconclusive") for c in result["claims"])
     df = api.load_results(run_dir)
-    base = df[df.phase == "base"]
+    base = df[df.stage == "base"]
     assert base.budget_unit.unique().tolist() == ["tokens"]
     # Token budgets pick the first example count whose tokens reach them, per seed's data order.
     for seed in (0, 1):
-        counts = pretraining_token_counts("sentiment", WorldConfig(n_task_examples=96, n_general_examples=32),
-                                          api.resolve_config("scaling", "quick").pretrain, seed)
+        counts = pretraining_token_counts(_spec(WorldConfig(n_task_examples=96, n_general_examples=32), seed,
+                                                pretrain=api.resolve_config("scaling", "quick").pretrain))
         got = base[base.seed == seed].sort_values("budget_n").pretrain_examples.tolist()
         assert got == examples_at_token_budgets(counts, [300, 1500])
     # Each budget has its own base level: the two checkpoints score differently before alignment.
     assert base.groupby("budget").score_S.mean().nunique() == 2
-    assert len(df[df.phase == "opposing"]) == 2 * 2 * 3  # seeds × budgets × n⁻ points
+    assert len(df[df.stage == "opposing"]) == 2 * 2 * 3  # seeds × budgets × n⁻ points
     figs = [Path(run_dir) / f for f in result["figures"]]
     assert figs and all(f.is_file() for f in figs)
     assert any("summary" in f.name for f in figs) and any("_data_" in f.name for f in figs)
@@ -282,13 +280,13 @@ def test_real_checkpoint_list_against_local_models(tmp_path):
     cfg_file.write_text(yaml.safe_dump(data))
     run_dir = api.run("scaling", preset=None, config=cfg_file, out=tmp_path / "out", progress=False)
     df = api.load_results(run_dir)
-    base = df[df.phase == "base"]
+    base = df[df.stage == "base"]
     assert sorted(base.budget.unique()) == sorted(c["budget"] for c in ckpts)
-    assert base.world.unique().tolist() == ["data"]
+    assert base.world.unique().tolist() == ["data:train"]
     n_nano = sum(p.numel() for p in build_model("nano", get_world("sentiment").tokenizer(), 0).parameters())
     assert base.n_params.tolist() == [n_nano, n_nano]  # counted from the loaded checkpoints
     assert sorted(base.budget_n) == sorted(float(c["train_tokens"]) for c in ckpts)
-    assert len(df[df.phase == "opposing"]) == 2 * 3
+    assert len(df[df.stage == "opposing"]) == 2 * 3
     claims = {c["id"]: c for c in api.load_result(run_dir)["claims"]}
     assert claims["scaling.size_faster_initial_fall"]["verdict"] == "inconclusive"  # one size: no size trend
     assert claims["scaling.data_faster_initial_fall"]["details"]["reference_size"] == "1.1B"

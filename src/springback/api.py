@@ -32,11 +32,13 @@ def get_experiment(name: str):
 
 
 def resolve_config(
-    experiment: str, preset: str | None = "quick", config: str | Path | None = None, sets: list[str] | None = None
+    experiment: str, preset: str | None = "quick", config: str | Path | None = None, sets: list[str] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> Any:
-    """The validated config an experiment would run with (defaults <- preset <- file <- sets)."""
+    """The validated config an experiment would run with: defaults ← preset ← file ← ``fields``
+    (dotted keys, e.g. CLI flags; empty values are skipped) ← ``--set`` overrides."""
     exp = get_experiment(experiment)
-    cfg = resolve(exp.config_cls, exp.presets, preset, config, sets)
+    cfg = resolve(exp.config_cls, exp.presets, preset, config, sets, fields)
     validate_names(cfg)
     return cfg
 
@@ -95,6 +97,31 @@ def git_hash() -> str | None:
         return None
 
 
+def check_cells(cells: list) -> None:
+    """Fail, before any training, on data, prompts or scorers a run's cells cannot use: every
+    stage's examples are drawn (a file with too few examples is found now, not after hours of
+    training), every source's evaluation prompts and scorers are built."""
+    from .pipeline import build_source
+
+    seen: set = set()
+    for cell in cells:
+        if cell.runner != "stages" and not cell.stages:
+            continue
+        src = build_source(cell.source)
+        n_eval = cell.measure.params.get("n_eval_prompts")
+        key = (stable_hash(cell.source), n_eval)
+        if key not in seen:
+            seen.add(key)
+            src.scorers()
+            if n_eval:
+                src.eval_prompts(n_eval)
+        for stage in cell.stages:
+            dkey = (stable_hash(cell.source), stable_hash(stage.data))
+            if dkey not in seen:
+                seen.add(dkey)
+                src.stream(stage.data)
+
+
 def run(
     experiment: str,
     preset: str | None = "quick",
@@ -102,15 +129,21 @@ def run(
     sets: list[str] | None = None,
     out: str | Path = DEFAULT_OUT,
     progress: bool = True,
+    fields: dict[str, Any] | None = None,
 ) -> Path:
-    """Run one experiment (resuming a finished or partial run of the same config); returns its directory."""
+    """Run one experiment (resuming a finished or partial run of the same config); returns its directory.
+
+    ``fields``: config values by dotted key (applied after ``config``, before ``sets``)."""
+    from .pipeline import RunContext, execute
+
     exp = get_experiment(experiment)
-    cfg = resolve_config(experiment, preset, config, sets)
+    cfg = resolve_config(experiment, preset, config, sets, fields)
+    exp.check(cfg)
+    cells = exp.cells(cfg)
+    check_cells(cells)  # bad data: one line, before any training and before the run directory exists
     out = Path(out)
     check_writable(out)
     run_dir = run_dir_for(experiment, cfg, out)
-    from .experiments.base import RunContext
-
     with RunLock(run_dir) if runtime.is_main_process() else _null():
         started = time.time()
         t0 = time.perf_counter()
@@ -119,7 +152,7 @@ def run(
             RecordLog(run_dir / "records.jsonl").repair()
         runtime.wait_for_everyone()
         ctx = RunContext(run_dir, out / "_cache", progress=progress)
-        exp.run(cfg, ctx)
+        execute(cells, ctx)
         run_seconds = time.perf_counter() - t0
         if runtime.is_main_process():
             finalize(run_dir, exp, cfg, timings={"run_s": run_seconds, "cells_run": ctx.cells_run,
@@ -137,38 +170,56 @@ class _null:
         return None
 
 
+def save_figures(figures: list, fig_dir: Path) -> list[Path]:
+    """Write each (file stem, matplotlib Figure) as ``fig_dir/STEM.png`` and close it."""
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, fig in figures:
+        path = fig_dir / f"{stem}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 def finalize(run_dir: Path, exp: Any, cfg: Any, timings: dict, started: float, preset: str | None) -> dict:
     """Analyse records into claims, draw figures, write result.json."""
     t0 = time.perf_counter()
     df = load_results(run_dir)
-    claims = exp.analyze(df, cfg) if len(df) else []
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    figures = [str(Path(p).relative_to(run_dir)) for p in exp.plot(df, cfg, fig_dir)] if len(df) else []
+    claims = exp.claims(df, cfg) if len(df) else []
+    figures = save_figures(exp.figures(df, cfg), run_dir / "figures") if len(df) else []
+    extra = exp.summary(df, cfg) if (exp.summary is not None and len(df)) else {}
     timings = {**timings, "analysis_s": time.perf_counter() - t0}
     result = {
         "experiment": exp.name,
         "preset": preset,
         "config_hash": stable_hash(cfg, 10),
         "claims": [c.to_dict() for c in claims],
-        "figures": figures,
+        "figures": [str(p.relative_to(run_dir)) for p in figures],
         "n_records": int(len(df)),
         "versions": versions(),
         "git": git_hash(),
         "machine": runtime.describe(),
         "timings": timings,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        **extra,
     }
     atomic_write_json(run_dir / "result.json", result)
     return result
 
 
-def load_results(run_dir: str | Path) -> pd.DataFrame:
-    """All measurement rows of a run (completed cells only) as a DataFrame."""
-    path = Path(run_dir) / "records.jsonl"
-    if not Path(run_dir).is_dir():
-        raise SpringbackError(f"run directory not found: {run_dir}")
-    return pd.DataFrame(RecordLog(path).rows())
+def load_results(run_dirs: str | Path | list[str | Path]) -> pd.DataFrame:
+    """All measurement rows of one or several runs (completed cells only) as one DataFrame;
+    every row names its ``experiment`` (see docs/records.md for the columns)."""
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    rows: list[dict] = []
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise SpringbackError(f"run directory not found: {d}")
+        rows += RecordLog(Path(d) / "records.jsonl").rows()
+    return pd.DataFrame(rows)
 
 
 def load_result(run_dir: str | Path) -> dict:
@@ -191,7 +242,7 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
     from .experiments import EXPERIMENTS
     from .report import write_report
 
-    names = experiments or list(EXPERIMENTS)
+    names = experiments or [n for n, e in EXPERIMENTS.items() if e.in_reproduce]
     for name in names:
         get_experiment(name)  # fail on a bad name before any work
         if preset not in EXPERIMENTS[name].presets:
@@ -214,3 +265,26 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
     if runtime.is_main_process():
         return write_report(run_dirs, Path(out), wall_s=part_s)
     return Path(out) / "report.html"
+
+
+def elasticity(
+    model: str = "",
+    base: str = "",
+    data: str = "",
+    eval: str = "",  # noqa: A002 - the CLI flag's name
+    world: str = "",
+    scorers: list[str] | tuple = (),
+    label_map: str = "",
+    config: str | Path | None = None,
+    sets: list[str] | None = None,
+    preset: str | None = "quick",
+    out: str | Path = DEFAULT_OUT,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Benchmark how little opposing data undoes ``model``'s alignment: the ``elasticity``
+    experiment with its main keys as arguments (``data`` = opposing data, ``eval`` = held-out
+    prompts / references, or ``world`` = a synthetic world). Returns ``result.json`` plus ``run_dir``."""
+    fields = {"model.path": model, "base": base, "data.opposing": data, "data.eval": eval, "world": world,
+              "scorers": list(scorers), "label_map": label_map}
+    run_dir = run("elasticity", preset=preset, config=config, sets=sets, out=out, progress=progress, fields=fields)
+    return {**load_result(run_dir), "run_dir": str(run_dir)}

@@ -224,7 +224,7 @@ def _elasticity_args(p: argparse.ArgumentParser) -> None:
 @_args(_elasticity_args)
 def cmd_elasticity(args: argparse.Namespace) -> int:
     from . import runtime
-    from .elasticity import DEFAULT_OUT, elasticity
+    from .api import DEFAULT_OUT, elasticity
 
     result = elasticity(model=args.model, base=args.base, data=args.data, eval=args.eval, world=args.world,
                         scorers=args.scorers, label_map=args.label_map, config=args.config, sets=args.sets,

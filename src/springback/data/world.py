@@ -1,15 +1,16 @@
 """Real data sets shaped like a synthetic world, so every experiment can run on them.
 
-A :class:`DataWorld` offers what experiments ask of a :class:`~springback.worlds.base.TemplateWorld`
-— ``aligned(n, seed)``, ``opposing(n, seed)``, ``eval_prompts(n)``, ``reference_sets()`` and a
-labeller — built from files or hub datasets named in a :class:`DataConfig`:
+A :class:`DataWorld` offers the data a :class:`~springback.worlds.base.TemplateWorld` offers —
+``aligned(n, seed)``, ``opposing(n, seed)``, ``eval_prompts(n)``, ``reference_sets()`` — built from
+files or hub datasets named in a :class:`DataConfig` (its scorers and labeller are added by
+:class:`springback.pipeline.Source`, which wraps worlds and data sets alike):
 
 * training streams: the aligned / opposing sources, shuffled once per seed; the first m
   examples of a longer stream equal the m of a shorter one (as the worlds' streams do);
 * evaluation: distinct prompts of the ``eval`` source, and reference completions A (its
   aligned responses) and N (its opposing ones) for the exact score S = log(π⁺/π⁻) [SPEC §5];
-* a labeller: the first of ``scorers`` thresholded (aligned iff score >= its threshold),
-  plus the mean of every scorer and their pairwise agreement on the same samples.
+* scorers (``DataConfig.scorers``; :data:`AUTO_SCORERS` when none is named): the labeller is the
+  first one thresholded (aligned iff score >= its threshold).
 
 Label filtering ("auto"): a source that holds both labels (an IMDb file, BeaverTails) gives
 the aligned stream its aligned rows and the opposing stream its opposing rows; a source with
@@ -64,7 +65,7 @@ class DataWorld:
 
     narrowness = 0
 
-    def __init__(self, cfg: DataConfig, scorers: dict[str, Any] | None = None, name: str = "data"):
+    def __init__(self, cfg: DataConfig, name: str = "data"):
         if not (cfg.aligned or cfg.opposing):
             raise ConfigError("data: name a file or hub dataset (data.aligned and/or data.opposing)")
         if cfg.format != "auto" and cfg.format not in FORMATS:
@@ -72,7 +73,6 @@ class DataWorld:
         self.cfg = cfg
         self.name = name
         self._cache: dict[str, list[Example]] = {}
-        self._scorers = scorers
         self._format = "" if cfg.format == "auto" else cfg.format
         self.source = cfg.aligned or cfg.opposing  # decides the format and the default evaluation data
         self.description = f"data {self.source}"
@@ -151,38 +151,6 @@ class DataWorld:
         a = list(dict.fromkeys(e.response for e in ex if e.label == ALIGNED))[:k]
         n = list(dict.fromkeys(e.response for e in ex if e.label == OPPOSING))[:k]
         return a, n
-
-    # ------------------------------------------------------------------ scoring
-    def scorers(self) -> dict[str, Any]:
-        """Name -> :class:`~springback.measure.scorers.Scorer`, built once (models load once)."""
-        if self._scorers is None:
-            from ..measure.scorers import make_scorer
-
-            specs = list(self.cfg.scorers) or AUTO_SCORERS.get(self.format, [])
-            self._scorers = {}
-            for spec in specs:
-                s = make_scorer(spec, label_map=self.cfg.label_map or None, batch_size=self.cfg.scorer_batch_size,
-                                dtype=self.cfg.scorer_dtype)
-                name = s.name if s.name not in self._scorers else f"{s.name}_{len(self._scorers)}"
-                self._scorers[name] = s
-        return self._scorers
-
-    def label_batch(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> list[str | None]:
-        """Aligned / opposing by the first scorer; None for every text when there is no scorer."""
-        scorers = self.scorers()
-        if not scorers:
-            return [None] * len(texts)
-        first = next(iter(scorers.values()))
-        return [ALIGNED if ok else OPPOSING for ok in first.labels(first(texts, prompts))]
-
-    def label(self, text: str) -> str:
-        return (self.label_batch([text])[0]) or UNCLEAR
-
-    def score_samples(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, float]:
-        """Row entries for one checkpoint's samples (see :func:`springback.measure.scorers.sample_scores`)."""
-        from ..measure.scorers import sample_scores
-
-        return sample_scores(self.scorers(), texts, prompts)
 
 
 def data_key(cfg: DataConfig) -> dict:

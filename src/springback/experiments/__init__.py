@@ -1,14 +1,15 @@
 """Experiment registry: ``EXPERIMENTS`` maps CLI names to :class:`Experiment` objects.
 
-Order matters: ``springback reproduce`` runs them in this order (cheap ones first, and
-experiments that share pre-trained bases next to each other).
+Order matters: ``springback reproduce`` runs the ones marked ``in_reproduce`` in this order
+(cheap ones first, and experiments that share pre-trained bases next to each other).
 """
 
 from __future__ import annotations
 
-from .base import Experiment, RunContext
+from .base import Experiment
 from .compression import EXPERIMENT as COMPRESSION
 from .dynamics import EXPERIMENT as DYNAMICS
+from .elasticity import EXPERIMENT as ELASTICITY
 from .priming import EXPERIMENT as PRIMING
 from .rebound import EXPERIMENT as REBOUND
 from .resistance import EXPERIMENT as RESISTANCE
@@ -23,6 +24,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     COMPRESSION.name: COMPRESSION,  # after rebound: reuses its cached sentiment bases
     SCALING.name: SCALING,  # after rebound: its micro sentiment bases are rebound's
     RESISTANCE.name: RESISTANCE,  # last: reuses rebound's micro bases (sentiment, safety) and scaling's sentiment ones
+    ELASTICITY.name: ELASTICITY,  # a benchmark of a user's model: not part of `springback reproduce`
 }
 
-__all__ = ["EXPERIMENTS", "Experiment", "RunContext"]
+__all__ = ["EXPERIMENTS", "Experiment"]

@@ -42,14 +42,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis import Claim, claim_from_seed_values, slope
-from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
+from ..analysis import Claim, claim_from_seed_values
+from ..analysis.derivatives import derivative_table, share_opposite_signs, sign_values, slope_values, with_l
+from ..config import ModelConfig, TrainConfig, WorldConfig
 from ..errors import ConfigError
-from ..measure.compression import examples_code_length
-from ..worlds import get_world
-from .base import Experiment, RunContext
-from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, pretrained_base
-from .theory import band_verdict, hooke_figure
+from ..pipeline import DEFAULT_PRETRAIN, Cell, DataSpec, MeasureSpec, Stage, labels, pretrain_spec, world_spec
+from .base import Experiment, finetune_options, model_label, run_options
+from .theory import band_verdict
 
 HELDOUT_SEED_OFFSET = 7919  # held-out samples are fresh draws, seeded apart from every training set
 
@@ -95,152 +94,55 @@ def opposing_points(n_a: int, l_values: list[float]) -> list[int]:
     return sorted({int(math.floor(l * n_a + 0.5)) for l in l_values} | {0})
 
 
-def heldout_sets(world, cfg: CompressionConfig, seed: int) -> dict[str, list]:
-    """Fixed held-out samples of D_p (same mix as pre-training), D_a and D_t for one seed.
-
-    ``p_task`` and ``p_general`` split the D_p sample into its task examples and its plain
-    sentences, so a change of γ_p can be traced to the task (what D_t resembles) or to
-    forgetting of general text.
-    """
-    hs = seed + HELDOUT_SEED_OFFSET
-    total = n_pretrain(cfg)
-    n_task = round(cfg.n_heldout * cfg.world.n_task_examples / total)
-    pre = world.pretrain_corpus(n_task, cfg.n_heldout - n_task, cfg.world.prior, hs)
-    return {
-        "p": pre,
-        "a": world.aligned(cfg.n_heldout, hs),
-        "t": world.opposing(cfg.n_heldout, hs),
-        "p_task": [e for e in pre if e.prompt],
-        "p_general": [e for e in pre if not e.prompt],
-    }
-
-
-def measure_rates(model, tok, sets: dict[str, list], part: str, batch_size: int) -> dict[str, float]:
-    row = {}
-    for name, examples in sets.items():
-        if not examples:
-            continue
-        cl = examples_code_length(model, tok, examples, part=part, batch_size=batch_size)
-        row[f"gamma_{name}"] = cl.gamma
-        row[f"bits_per_token_{name}"] = cl.bits_per_token
-    return row
-
-
-def run(cfg: CompressionConfig, ctx: RunContext) -> None:
+def check(cfg: CompressionConfig) -> None:
     if cfg.score_part not in ("response", "all"):
         raise ConfigError(f"score_part must be 'response' or 'all', got '{cfg.score_part}'")
     if any(n < 1 for n in cfg.n_align) or any(not 0 <= l for l in cfg.l_values):
         raise ConfigError("n_align must be >= 1 and l_values >= 0")
-    for world_name in cfg.worlds:
-        world = get_world(world_name, cfg.world.narrowness)
+
+
+def cells(cfg: CompressionConfig) -> list[Cell]:
+    out = []
+    for world in cfg.worlds:
+        spec = world_spec(world, cfg.world.narrowness)
         for seed in cfg.seeds:
-            bkey = base_key(world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-            sets = heldout_sets(world, cfg, seed)
-            common = {"base": bkey, "n_heldout": cfg.n_heldout, "narrowness": cfg.world.narrowness,
-                      "score_part": cfg.score_part}
-            state: dict = {}
-
-            def base_model():
-                if "model" not in state:
-                    path = pretrained_base(ctx, world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-                    state["model"], state["tok"] = load(path, cfg.model)
-                return state["model"], state["tok"]
-
-            def base_rows():
-                model, tok = base_model()
-                return [{"phase": "base", "world": world_name, "seed": seed, "n_align": 0, "k": float("nan"),
-                         "n_pretrain": n_pretrain(cfg), "n_opposing": 0, "l": 0.0,
-                         **measure_rates(model, tok, sets, cfg.score_part, cfg.measure_batch_size)}]
-
-            ctx.run_cell({"kind": "compression/base", **common}, base_rows, name=f"{world_name} base s{seed}")
+            # γ on fixed held-out samples of D_p (the pre-training mix), D_a and D_t, drawn with a seed
+            # apart from every training set (see springback.pipeline.measurers.heldout_sets).
+            rates = {"n_heldout": cfg.n_heldout, "score_part": cfg.score_part, "batch_size": cfg.measure_batch_size,
+                     "heldout_seed": seed + HELDOUT_SEED_OFFSET, "prior": cfg.world.prior,
+                     "n_task_examples": cfg.world.n_task_examples, "n_general_examples": cfg.world.n_general_examples}
+            common = dict(experiment="compression", source=spec, measure=MeasureSpec("rates", rates),
+                          base=pretrain_spec(world, cfg.world, cfg.model, cfg.pretrain, seed), seed=seed,
+                          finetune=finetune_options(cfg.model), options=run_options(cfg.model))
+            row = {"world": world, "model": model_label(cfg.model), "seed": seed, "n_pretrain": n_pretrain(cfg)}
+            out.append(Cell(name=f"{world} base s{seed}", labels=labels(**row, n_aligned=0), measure_base=True,
+                            **common))
             for n_a in cfg.n_align:
-                points = opposing_points(n_a, cfg.l_values)
-
-                def curve_rows(n_a: int = n_a, points: list[int] = points):
-                    base, tok = base_model()
-                    model = clone(base)
-                    finetune(model, tok, world.aligned(n_a, seed), cfg.align, cfg.model, seed=seed,
-                             stage=f"align {world_name} n_a={n_a} s{seed}", progress=ctx.progress)
-                    rows = []
-
-                    def on_measure(n: int, m) -> None:
-                        rows.append({"phase": "opposing", "world": world_name, "seed": seed, "n_align": n_a,
-                                     "k": n_pretrain(cfg) / n_a, "n_pretrain": n_pretrain(cfg), "n_opposing": n,
-                                     "l": n / n_a, **measure_rates(m, tok, sets, cfg.score_part, cfg.measure_batch_size)})
-
-                    finetune(model, tok, world.opposing(max(points), seed), cfg.opposing, cfg.model, seed=seed + 1,
-                             stage=f"opposing {world_name} n_a={n_a} s{seed}", measure_at=points, on_measure=on_measure,
-                             progress=ctx.progress)
-                    return rows
-
-                key = {"kind": "compression/curve", **common, "n_align": n_a, "points": points,
-                       "align": to_dict(cfg.align), "opposing": to_dict(cfg.opposing), **finetune_key(cfg.model)}
-                ctx.run_cell(key, curve_rows, name=f"{world_name} n_a={n_a} s{seed}")
+                points = tuple(opposing_points(n_a, cfg.l_values))
+                stages = (Stage("align", DataSpec("aligned", n_a, seed), cfg.align, seed),
+                          Stage("opposing", DataSpec("opposing", max(points), seed), cfg.opposing, seed + 1,
+                                measure_at=points))
+                out.append(Cell(name=f"{world} n_a={n_a} s{seed}", stages=stages,
+                                labels=labels(**row, n_aligned=n_a, k=n_pretrain(cfg) / n_a), **common))
+    return out
 
 
 # ----------------------------------------------------------------------------- analysis
-
-
-def derivative_table(df: pd.DataFrame, p_col: str = "gamma_p") -> pd.DataFrame:
-    """One row per (world, seed, n_align): dγ/dl on D_p, D_a, D_t (least-squares slopes over the l grid),
-    the ratio −(dγ_a/dl)/(dγ_p/dl), the changes Δγ over the whole grid and the Hooke ratio
-    |D_p|·|Δγ_p| / (|D_a|·|Δγ_a|). ``p_col`` picks which D_p rate plays γ_p."""
-    rows = []
-    opp = df[df.phase == "opposing"]
-    for (world, seed, n_a), g in opp.groupby(["world", "seed", "n_align"]):
-        g = g.sort_values("l")
-        d = {"p": slope(g.l, g[p_col]), "a": slope(g.l, g.gamma_a), "t": slope(g.l, g.gamma_t)}
-        ratio = -d["a"] / d["p"] if d["p"] != 0 and math.isfinite(d["p"]) else float("nan")
-        first, last = g.iloc[0], g.iloc[-1]
-        delta_a, delta_p = float(last.gamma_a - first.gamma_a), float(last[p_col] - first[p_col])
-        n_p = float(first.n_pretrain)
-        rows.append({
-            "world": world, "seed": int(seed), "n_align": int(n_a), "k": float(first.k), "n_pretrain": n_p,
-            "dgamma_p_dl": d["p"], "dgamma_a_dl": d["a"], "dgamma_t_dl": d["t"], "ratio": ratio,
-            # per opposing example: comparable across k (dγ/dn_t = dγ/dl / n_a)
-            "dgamma_a_per_1000": 1000 * d["a"] / n_a, "dgamma_p_per_1000": 1000 * d["p"] / n_a,
-            "l_max": float(last.l), "delta_gamma_a": delta_a, "delta_gamma_p": delta_p,
-            "hooke_ratio": (n_p * abs(delta_p)) / (n_a * abs(delta_a)) if delta_a != 0 else float("nan"),
-        })
-    return pd.DataFrame(rows)
-
-
-def _sign_values(tab: pd.DataFrame) -> tuple[list[float], list[float], list[float]]:
-    """Per seed: mean dγ_a/dn_t, mean −dγ_p/dn_t (per 1000 opposing examples, over k) and the weaker of the two."""
-    seeds = sorted(tab.seed.unique()) if len(tab) else []
-    a_eff = [float(tab[tab.seed == s].dgamma_a_per_1000.mean()) for s in seeds]
-    p_eff = [float(-tab[tab.seed == s].dgamma_p_per_1000.mean()) for s in seeds]
-    return a_eff, p_eff, [min(a, p) for a, p in zip(a_eff, p_eff)]
-
-
-def _slope_values(tab: pd.DataFrame) -> list[float]:
-    """Per seed: log-log slope of the ratio against k over the cells where it is positive (NaN if < 2 such cells)."""
-    out = []
-    for s in sorted(tab.seed.unique()) if len(tab) else []:
-        slopes = []
-        for _, g in tab[tab.seed == s].groupby("world"):
-            ok = g[np.isfinite(g.ratio) & (g.ratio > 0)]
-            slopes.append(slope(np.log10(ok.k), np.log10(ok.ratio)))
-        finite = [x for x in slopes if math.isfinite(x)]
-        out.append(float(np.mean(finite)) if finite else float("nan"))
-    return out
 
 
 def _short(c: Claim) -> dict:
     return {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "n_seeds": c.n_seeds}
 
 
-def analyze(df: pd.DataFrame, cfg: CompressionConfig) -> list[Claim]:
+def claims(df: pd.DataFrame, cfg: CompressionConfig) -> list[Claim]:
     tab = derivative_table(df)
-    a_eff, p_eff, weaker = _sign_values(tab)
+    a_eff, p_eff, weaker = sign_values(tab)
     # Decomposition (not the claim): γ_p on the task part of D_p only, i.e. without the
     # forgetting of general text that sequential fine-tuning adds and joint training has not.
     has_task = "gamma_p_task" in df.columns and df.gamma_p_task.notna().any()
     tab_task = derivative_table(df, "gamma_p_task") if has_task else tab.iloc[0:0]
-    _, _, weaker_task = _sign_values(tab_task)
-
-    def opposite(t: pd.DataFrame) -> float:
-        return float(((t.dgamma_a_dl > 0) & (t.dgamma_p_dl < 0)).mean()) if len(t) else float("nan")
+    _, _, weaker_task = sign_values(tab_task)
+    opposite = share_opposite_signs
 
     c1 = claim_from_seed_values(
         "compression.opposite_signs",
@@ -255,7 +157,7 @@ def analyze(df: pd.DataFrame, cfg: CompressionConfig) -> list[Claim]:
         task_part_of_D_p=_short(claim_from_seed_values("task", "", "", weaker_task)) | {"share_cells_opposite_signs": opposite(tab_task)},
         cells=tab.to_dict("records"),
     )
-    per_seed = _slope_values(tab)
+    per_seed = slope_values(tab)
     c2 = claim_from_seed_values(
         "compression.ratio_grows_with_k",
         "The ratio −(dγ_a/dl)/(dγ_p/dl) grows with k = |D_p|/|D_a| when k is varied through the alignment-set size "
@@ -265,7 +167,7 @@ def analyze(df: pd.DataFrame, cfg: CompressionConfig) -> list[Claim]:
         n_cells_positive_ratio=int((tab.ratio > 0).sum()) if len(tab) else 0, n_cells=int(len(tab)),
         ratio_by_k={f"{k:g}": float(v) for k, v in tab.groupby("k").ratio.median().items()} if len(tab) else {},
         hooke_ratio_by_k={f"{k:g}": float(v) for k, v in tab.groupby("k").hooke_ratio.median().items()} if len(tab) else {},
-        task_part_of_D_p=_short(claim_from_seed_values("task", "", "", _slope_values(tab_task))) | {
+        task_part_of_D_p=_short(claim_from_seed_values("task", "", "", slope_values(tab_task))) | {
             "ratio_by_k": {f"{k:g}": float(v) for k, v in tab_task.groupby("k").ratio.median().items()} if len(tab_task) else {}},
     )
     c2.details["linear_in_k_verdict"] = band_verdict(c2.ci_low, c2.ci_high, tuple(cfg.slope_band))
@@ -275,77 +177,26 @@ def analyze(df: pd.DataFrame, cfg: CompressionConfig) -> list[Claim]:
 # ----------------------------------------------------------------------------- figures
 
 
-def plot(df: pd.DataFrame, cfg: CompressionConfig, fig_dir: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
+def figures(df: pd.DataFrame, cfg: CompressionConfig) -> list:
+    from ..report.compression import gamma_panels_figure, hooke_figure, ratio_vs_k_figure
 
-    from ..report import figures as _figures  # noqa: F401  (selects the Agg backend)
-
-    paths: list[Path] = []
-    opp = df[df.phase == "opposing"]
+    opp = with_l(df)
     if not len(opp):
-        return paths
-    for world in sorted(opp.world.unique()):
-        sub = opp[opp.world == world]
-        panels = [("gamma_a", "γ on held-out D_a (alignment)"), ("gamma_p", "γ on held-out D_p (pre-training)")]
-        if "gamma_p_task" in sub.columns:
-            panels += [("gamma_p_task", "γ on D_p's task examples"), ("gamma_p_general", "γ on D_p's general sentences")]
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))
-        cmap = plt.get_cmap("viridis")
-        ks = sorted(sub.k.unique())
-        for ax, (name, label) in zip(axes, panels):
-            for i, k in enumerate(ks):
-                g = sub[sub.k == k].groupby("l")[name]
-                color = cmap(0.1 + 0.8 * i / max(1, len(ks) - 1))
-                ax.plot(g.mean().index, g.mean().values, "o-", ms=3, color=color, label=f"k = {k:g}")
-                ax.fill_between(g.mean().index, (g.mean() - g.std().fillna(0)).values,
-                                (g.mean() + g.std().fillna(0)).values, color=color, alpha=0.15, lw=0)
-            ax.set_xlabel("l = |D_t| / |D_a|")
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7, frameon=False)
-        fig.suptitle(f"compression · {world}: γ while fine-tuning on opposing data", fontsize=10)
-        fig.tight_layout()
-        p = fig_dir / f"compression_{world}_gamma.png"
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(p)
-
+        return []
+    out = [(f"compression_{world}_gamma", gamma_panels_figure(opp[opp.world == world], world))
+           for world in sorted(opp.world.unique())]
     tab = derivative_table(df)
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    for world, g in tab.groupby("world"):
-        ok = g[np.isfinite(g.ratio) & (g.ratio > 0)]
-        ax.plot(ok.k, ok.ratio, "o", alpha=0.5, ms=4, label=f"{world}: seeds")
-        med = ok.groupby("k").ratio.median()
-        ax.plot(med.index, med.values, "-", lw=1.5, label=f"{world}: median")
-    ks = np.array(sorted(tab.k.unique()))
-    if len(ks):
-        ax.plot(ks, ks, "--", color="0.3", lw=1, label="theorem: ratio ∝ k (slope 1)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("k = |D_p| / |D_a|")
-    ax.set_ylabel("−(dγ_a/dl) / (dγ_p/dl)")
-    ax.set_title("compression · derivative ratio against k (trained models)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    p = fig_dir / "compression_ratio_vs_k.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-
+    out.append(("compression_ratio_vs_k", ratio_vs_k_figure(tab)))
     if len(tab):
-        agg = tab.groupby("k")[["delta_gamma_a", "delta_gamma_p", "n_align", "n_pretrain"]].mean().reset_index()
+        agg = tab.groupby("k")[["delta_gamma_a", "delta_gamma_p", "n_aligned", "n_pretrain"]].mean().reset_index()
         pts = pd.concat([
-            pd.DataFrame({"k": agg.k, "dataset": "D_a", "size": agg.n_align, "delta": agg.delta_gamma_a.abs()}),
+            pd.DataFrame({"k": agg.k, "dataset": "D_a", "size": agg.n_aligned, "delta": agg.delta_gamma_a.abs()}),
             pd.DataFrame({"k": agg.k, "dataset": "D_p", "size": agg.n_pretrain, "delta": agg.delta_gamma_p.abs()}),
         ])
-        fig = hooke_figure(pts, f"compression · Hooke's law at l = {max(cfg.l_values):g} (trained models)", "|D_i| (examples)",
-                           "|Δγ| from l = 0 (mean over seeds)")
-        p = fig_dir / "compression_hooke.png"
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(p)
-    return paths
+        out.append(("compression_hooke", hooke_figure(
+            pts, f"compression · Hooke's law at l = {max(cfg.l_values):g} (trained models)", "|D_i| (examples)",
+            "|Δγ| from l = 0 (mean over seeds)")))
+    return out
 
 
 EXPERIMENT = Experiment(
@@ -353,7 +204,8 @@ EXPERIMENT = Experiment(
     description="γ on D_p and D_a while fine-tuning on opposing data: opposite signs, ratio growing with k (P1 §4, measured)",
     config_cls=CompressionConfig,
     presets=PRESETS,
-    run=run,
-    analyze=analyze,
-    plot=plot,
+    cells=cells,
+    claims=claims,
+    figures=figures,
+    check=check,
 )

@@ -38,27 +38,32 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
-from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
+from ..analysis.correlation import fisher_mean as _fisher_mean
+from ..analysis.correlation import pearson, slope_through_origin
+from ..analysis.curves import half_gain_examples, half_gain_table
+from ..config import ModelConfig, TrainConfig, WorldConfig
 from ..errors import ConfigError
-from ..measure.alignment import ReferenceBatches
-from ..measure.forces import (
-    SoftmaxCompletionModel,
-    forces,
-    forces_from_logps,
-    training_distribution,
-    uniform_q,
+from ..measure.forces import softmax_trace
+from ..pipeline import (
+    DEFAULT_PRETRAIN,
+    BaseSpec,
+    Cell,
+    DataSpec,
+    MeasureSpec,
+    Stage,
+    StopRule,
+    labels,
+    pretrain_spec,
+    world_spec,
 )
 from ..worlds import get_world
-from .base import Experiment, RunContext
-from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, pretrained_base
+from .base import Experiment, finetune_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -93,59 +98,7 @@ PRESETS = {
 }
 
 
-# ----------------------------------------------------------------------------- (a) pure softmax model
-
-
-def softmax_trace(n_aligned: int, n_opposing: int, narrowness: int, seed: int, lr: float, n_steps: int,
-                  start_score: float, gain: float = 0.0, max_rows: int = 100) -> list[dict]:
-    """Align then opposing phase of a :class:`SoftmaxCompletionModel` with exact full-batch steps.
-
-    Each row: the state at a step, the forces for that step's q, the first-order prediction
-    lr·(F_drive + F_rebound) and the exact ΔS of the step. The align phase ends after
-    ``n_steps`` or, with ``gain`` > 0, once S has risen by ``gain`` (as in the network runs);
-    the opposing phase after ``n_steps`` or once S is back at its starting level.
-    At most ``max_rows`` evenly spaced steps per phase are kept (every step is simulated).
-    """
-    model = SoftmaxCompletionModel.random(n_aligned, n_opposing, seed=seed, scale=0.5)
-    model.logits[:n_aligned] += start_score - model.score()  # start at the world's base level
-    z = model.logits.numpy().copy()
-    rows: list[dict] = []
-
-    def score(v: np.ndarray) -> float:
-        a, o = v[:n_aligned], v[n_aligned:]
-        return float(a.max() + np.log(np.exp(a - a.max()).sum()) - o.max() - np.log(np.exp(o - o.max()).sum()))
-
-    s_base = score(z)
-    for phase, q in (("align", uniform_q(n_aligned, n_opposing, "aligned", subset=narrowness)),
-                     ("opposing", uniform_q(n_aligned, n_opposing, "opposing"))):
-        qn = q.numpy()
-        states = [z]
-        s_start = score(z)
-        for _ in range(n_steps):
-            s = score(z)
-            if phase == "align" and gain > 0 and s >= s_start + gain:
-                break
-            if phase == "opposing" and s <= s_base:  # back at the base level: the rebound is over
-                break
-            p = np.exp(z - z.max())
-            z = z + lr * (qn - p / p.sum())  # the exact gradient step on E_q[log π]
-            states.append(z)
-        zs = torch.from_numpy(np.stack(states))  # [T + 1, K]
-        f = forces_from_logps(zs[:, :n_aligned], zs[:, n_aligned:], q[:n_aligned], q[n_aligned:])  # every state at once
-        scores = f.score
-        n_done = len(states) - 1
-        keep = sorted(set(np.linspace(0, n_done - 1, min(max_rows, n_done)).round().astype(int).tolist())) if n_done else []
-        for t in keep:
-            rows.append({"phase": phase, "step": t, "pi_pos": float(f.pi_pos[t]), "score_S": float(scores[t]),
-                         "collision_A": float(f.collision_aligned[t]), "collision_N": float(f.collision_opposing[t]),
-                         "f_drive": float(f.f_drive[t]), "f_rebound": float(f.f_rebound[t]), "f_total": float(f.f_total[t]),
-                         "predicted_delta_S": lr * float(f.f_total[t]), "delta_S": float(scores[t + 1] - scores[t])})
-        rows.append({"phase": phase, "step": n_done, "score_S": float(scores[-1]), "f_rebound": float(f.f_rebound[-1]),
-                     "collision_A": float(f.collision_aligned[-1]), "predicted_delta_S": float("nan"), "delta_S": float("nan")})
-    return rows
-
-
-# ----------------------------------------------------------------------------- (b) tiny world models
+# ----------------------------------------------------------------------------- cells
 
 
 def measurement_grid(n_examples: int, window: int) -> list[int]:
@@ -156,55 +109,6 @@ def measurement_grid(n_examples: int, window: int) -> list[int]:
     if grid[-1] != n_examples:
         grid.append(n_examples)
     return grid
-
-
-def trace_phase(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    examples: Sequence[Any],
-    train_cfg: TrainConfig,
-    model_cfg: ModelConfig,
-    *,
-    seed: int,
-    phase: str,
-    window: int,
-    prompts: Sequence[str],
-    aligned: Sequence[str],
-    opposing: Sequence[str],
-    batch_size: int = 256,
-    stop_gain: float = 0.0,
-    batches: ReferenceBatches | None = None,
-    stage: str = "",
-    progress: bool = False,
-) -> list[dict]:
-    """Fine-tune ``model`` in place on ``examples`` (in their given order), measuring S and the
-    forces every ``window`` examples. Each row carries the measured ΔS of the window that
-    starts at it (NaN for the last row). With ``stop_gain`` > 0, training stops at the first
-    measurement where S has risen by at least ``stop_gain`` over its value at the start.
-    ``batches``: the pre-tokenised reference pairs (built here when not given)."""
-    qa, qn, share = training_distribution([e.response for e in examples], aligned, opposing)
-    batches = batches or ReferenceBatches(tokenizer, prompts, aligned, opposing, batch_size)
-    rows: list[dict] = []
-
-    def on_measure(n: int, m: torch.nn.Module) -> bool:
-        am = batches.measure(m)
-        row = {"phase": phase, "n_examples": n, **forces(am, qa, qn).summary(),
-               "coverage": float(am.coverage.mean()), "q_share_in_reference": share}
-        window_resp = [e.response for e in examples[n : n + window]]
-        if window_resp:  # the forces for the q of exactly the examples the next window trains on
-            qa_w, qn_w, _ = training_distribution(window_resp, aligned, opposing)
-            row["f_drive_window"] = float(forces(am, qa_w, qn_w).f_drive.mean())
-        rows.append(row)
-        return stop_gain > 0 and row["score_S"] >= rows[0]["score_S"] + stop_gain
-
-    finetune(model, tokenizer, examples, train_cfg, model_cfg, seed=seed, stage=stage or phase,
-             measure_at=measurement_grid(len(examples), window), on_measure=on_measure, shuffle=False, progress=progress)
-    for row, nxt in zip(rows, rows[1:]):
-        row["delta_S"] = nxt["score_S"] - row["score_S"]
-        row["window_n"] = nxt["n_examples"] - row["n_examples"]
-    rows[-1]["delta_S"] = float("nan")
-    rows[-1]["window_n"] = 0
-    return rows
 
 
 @functools.lru_cache(maxsize=None)
@@ -225,99 +129,51 @@ def check(cfg: DynamicsConfig) -> None:
         raise ConfigError("worlds and seeds must not be empty")
 
 
-def run(cfg: DynamicsConfig, ctx: RunContext) -> None:
-    check(cfg)
+def cells(cfg: DynamicsConfig) -> list[Cell]:
     ks = list(dict.fromkeys(cfg.narrowness))
-    for world_name in cfg.worlds:
-        world = get_world(world_name)
-        a_set, n_set = world.reference_sets()
-        prompts = world.eval_prompts(cfg.world.n_eval_prompts)
-        # Base level of S in the softmax model: the world's pre-training prior log(p/(1 − p)).
-        prior = min(max(cfg.world.prior, 1e-3), 1 - 1e-3)
+    forces = MeasureSpec("forces", {"window_examples": cfg.window_examples, "n_eval_prompts": cfg.world.n_eval_prompts,
+                                    "batch_size": cfg.measure_batch_size})
+    out = []
+    for world in cfg.worlds:
         for seed in cfg.seeds:
-
-            def softmax_rows(seed: int = seed) -> list[dict]:
-                rows = []
-                for k in ks:
-                    for r in softmax_trace(len(a_set), len(n_set), k, seed, cfg.softmax_lr, cfg.softmax_steps,
-                                           math.log(prior / (1 - prior)), cfg.align_gain):
-                        rows.append({"kind": "softmax", "world": world_name, "seed": seed, "narrowness": k,
-                                     "n_templates": n_templates(world_name, k), **r})
-                return rows
-
-            ctx.run_cell({"kind": "dynamics/softmax", "world": world_name, "seed": seed, "ks": ks, "prior": cfg.world.prior,
-                          "lr": cfg.softmax_lr, "steps": cfg.softmax_steps, "gain": cfg.align_gain}, softmax_rows, name=f"{world_name} softmax s{seed}")
-
-            bkey = base_key(world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-            state: dict = {}
-
-            def base_model(seed: int = seed):
-                if "model" not in state:
-                    path = pretrained_base(ctx, world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-                    state["model"], state["tok"] = load(path, cfg.model)
-                return state["model"], state["tok"]
-
+            # (a) the pure softmax model: no network, no training (computed by softmax_rows).
+            out.append(Cell(experiment="dynamics", name=f"{world} softmax s{seed}", source=world_spec(world), base=BaseSpec(),
+                            seed=seed, runner="springback.experiments.dynamics:softmax_rows",
+                            params={"world": world, "ks": ks, "prior": cfg.world.prior, "lr": cfg.softmax_lr,
+                                    "steps": cfg.softmax_steps, "gain": cfg.align_gain}))
+            # (b, c) tiny networks: align (in stream order, to a fixed gain), then opposing, forces every window.
             for k in ks:
+                stages = (
+                    Stage("align", DataSpec("aligned", cfg.n_align, seed, narrowness=k, shuffle=False), cfg.align, seed,
+                          measure_at=tuple(measurement_grid(cfg.n_align, cfg.window_examples)),
+                          stop=StopRule("gain", "score_S", value=cfg.align_gain)),
+                    Stage("opposing", DataSpec("opposing", cfg.n_opposing, seed, shuffle=False), cfg.opposing, seed + 1,
+                          measure_at=tuple(measurement_grid(cfg.n_opposing, cfg.window_examples))))
+                out.append(Cell(
+                    experiment="dynamics", name=f"{world} k={k} s{seed}", source=world_spec(world), seed=seed,
+                    base=pretrain_spec(world, cfg.world, cfg.model, cfg.pretrain, seed), stages=stages, measure=forces,
+                    labels=labels(kind="network", world=world, model=model_label(cfg.model), seed=seed, narrowness=k,
+                                  n_templates=n_templates(world, k)),
+                    finetune=finetune_options(cfg.model), options=run_options(cfg.model)))
+    return out
 
-                def cell_rows(k: int = k, seed: int = seed) -> list[dict]:
-                    base, tok = base_model()
-                    model = clone(base)
-                    wk = world.with_narrowness(k)
-                    batches = ReferenceBatches(tok, prompts, a_set, n_set, cfg.measure_batch_size)
-                    rows = []
-                    for phase, data, tcfg, stage_seed, gain in (
-                            ("align", wk.aligned(cfg.n_align, seed), cfg.align, seed, cfg.align_gain),
-                            ("opposing", wk.opposing(cfg.n_opposing, seed), cfg.opposing, seed + 1, 0.0)):
-                        rows += trace_phase(model, tok, data, tcfg, cfg.model, seed=stage_seed, phase=phase,
-                                            window=cfg.window_examples, prompts=prompts, aligned=a_set, opposing=n_set,
-                                            batch_size=cfg.measure_batch_size, stop_gain=gain, batches=batches,
-                                            progress=ctx.progress,
-                                            stage=f"{phase} {world_name} k={k} s{seed}")
-                    return [{"kind": "network", "world": world_name, "seed": seed, "narrowness": k,
-                             "n_templates": n_templates(world_name, k), **r} for r in rows]
 
-                key = {"kind": "dynamics/network", "base": bkey, "narrowness": k, "n_align": cfg.n_align, "gain": cfg.align_gain,
-                       "n_opposing": cfg.n_opposing, "window": cfg.window_examples, "prompts": prompts,
-                       "align": to_dict(cfg.align), "opposing": to_dict(cfg.opposing), **finetune_key(cfg.model)}
-                ctx.run_cell(key, cell_rows, name=f"{world_name} k={k} s{seed}")
+def softmax_rows(cell: Cell, ctx: Any) -> list[dict]:
+    """Part (a): the softmax model over the world's completion sets, from the world's prior."""
+    p = cell.params
+    a_set, n_set = get_world(p["world"]).reference_sets()
+    # Base level of S in the softmax model: the world's pre-training prior log(p/(1 − p)).
+    prior = min(max(p["prior"], 1e-3), 1 - 1e-3)
+    rows = []
+    for k in p["ks"]:
+        for r in softmax_trace(len(a_set), len(n_set), k, cell.seed, p["lr"], p["steps"], math.log(prior / (1 - prior)),
+                               p["gain"]):
+            rows.append({"kind": "softmax", "world": p["world"], "seed": cell.seed, "narrowness": k,
+                         "n_templates": n_templates(p["world"], k), **r})
+    return rows
 
 
 # ----------------------------------------------------------------------------- analysis
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson r over pairs where both are finite; NaN with < 3 pairs or a constant side."""
-    xa, ya = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(xa) & np.isfinite(ya)
-    xa, ya = xa[ok], ya[ok]
-    if len(xa) < 3 or xa.std() == 0 or ya.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(xa, ya)[0, 1])
-
-
-def slope_through_origin(x: Sequence[float], y: Sequence[float]) -> float:
-    """Least-squares b in y ≈ b·x (the effective step size η_eff when x = F and y = ΔS)."""
-    xa, ya = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(xa) & np.isfinite(ya)
-    den = float((xa[ok] ** 2).sum())
-    return float((xa[ok] * ya[ok]).sum() / den) if den > 0 else float("nan")
-
-
-def half_gain_examples(n: Sequence[float], s: Sequence[float], s0: float) -> float:
-    """Opposing examples until S has lost half of its gain over the base level ``s0``.
-
-    ``s[0]`` is the aligned model's score S₁; the level is s0 + (S₁ − s0)/2, found by linear
-    interpolation between measurements. NaN when there was no gain or the level is never reached.
-    """
-    n_arr, s_arr = np.asarray(n, float), np.asarray(s, float)
-    if len(s_arr) == 0 or not s_arr[0] > s0:
-        return float("nan")
-    level = s0 + (s_arr[0] - s0) / 2
-    for i in range(1, len(s_arr)):
-        if s_arr[i] <= level:
-            frac = (s_arr[i - 1] - level) / (s_arr[i - 1] - s_arr[i])
-            return float(n_arr[i - 1] + frac * (n_arr[i] - n_arr[i - 1]))
-    return float("nan")
 
 
 def _num(x: float) -> str:
@@ -325,29 +181,7 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
 
 
-def _fisher_mean(rs: Sequence[float]) -> float:
-    """Mean of correlations via Fisher's z (NaN-safe)."""
-    z = [math.atanh(max(min(r, 0.999999), -0.999999)) for r in rs if math.isfinite(r)]
-    return float(math.tanh(sum(z) / len(z))) if z else float("nan")
-
-
-def rebound_table(net: pd.DataFrame) -> pd.DataFrame:
-    """One row per (world, seed, narrowness): S₀, S₁, C_A after alignment, half-gain examples."""
-    out = []
-    for (world, seed, k), g in net.groupby(["world", "seed", "narrowness"]):
-        al = g[g.phase == "align"].sort_values("n_examples")
-        op = g[g.phase == "opposing"].sort_values("n_examples")
-        if al.empty or op.empty:
-            continue
-        s0 = float(al.score_S.iloc[0])
-        n_half = half_gain_examples(op.n_examples.to_numpy(float), op.score_S.to_numpy(float), s0)
-        out.append({"world": world, "seed": int(seed), "narrowness": int(k), "n_templates": int(g.n_templates.iloc[0]),
-                    "S0": s0, "S1": float(op.score_S.iloc[0]), "collision_A_aligned": float(op.collision_A.iloc[0]),
-                    "n_half": n_half, "rebound_speed_per100": 100.0 / n_half if n_half and math.isfinite(n_half) else float("nan")})
-    return pd.DataFrame(out)
-
-
-def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
+def claims(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
     seeds = sorted(df.seed.unique())
     claims: list[Claim] = []
 
@@ -381,7 +215,7 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
         r_drive[seed].append(rd)
         cell = {"world": world, "seed": int(seed), "narrowness": int(k), "n_windows": int(len(g)), "r_total": rt,
                 "r_drive_only": rd, "sign_agreement": float((np.sign(g.f_total) == np.sign(g.delta_S)).mean())}
-        for phase, h in g.groupby("phase"):
+        for phase, h in g.groupby("stage"):
             cell[f"r_total_{phase}"] = pearson(h.f_total, h.delta_S)
             cell[f"r_rebound_{phase}"] = pearson(h.f_rebound, h.delta_S)
             cell[f"eta_eff_{phase}"] = slope_through_origin(h.f_total, h.delta_S)
@@ -413,7 +247,7 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
     claims.append(c_fp)
 
     # Rebound pulls toward S = 0 during opposing fine-tuning: direction and consequence.
-    opp = net[net.phase == "opposing"]
+    opp = net[net.stage == "opposing"]
     pull_share = []
     for s in seeds:
         g = opp[(opp.seed == s) & (opp.score_S.abs() > 1e-9)]
@@ -434,7 +268,7 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
     claims.append(c_r)
 
     # (c) narrowness: examples to lose half the gain against log2(number of aligned templates).
-    tab = rebound_table(net) if len(net) else pd.DataFrame()
+    tab = half_gain_table(net) if len(net) else pd.DataFrame()
     per_seed_slope = []
     speed_vs_ca = []
     per_world_slope: dict[str, list[float]] = {}
@@ -454,7 +288,7 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
         speed_vs_ca.append(_fisher_mean(rc))
     sm_half = []
     for (world, seed, k), g in sm.groupby(["world", "seed", "narrowness"]):
-        al, op = g[g.phase == "align"], g[g.phase == "opposing"]
+        al, op = g[g.stage == "align"], g[g.stage == "opposing"]
         sm_half.append({"world": world, "seed": int(seed), "narrowness": int(k), "C_A_aligned": float(op.collision_A.iloc[0]),
                         "n_half_steps": half_gain_examples(op.step.to_numpy(float), op.score_S.to_numpy(float),
                                                            float(al.score_S.iloc[0]))})
@@ -476,71 +310,16 @@ def analyze(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
 # ----------------------------------------------------------------------------- figures
 
 
-def plot(df: pd.DataFrame, cfg: DynamicsConfig, fig_dir: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
+def figures(df: pd.DataFrame, cfg: DynamicsConfig) -> list:
+    from ..report.forces import dynamics_forces_figure, rebound_speed_figure
 
-    paths: list[Path] = []
     net = df[df.kind == "network"]
-    cmap = plt.get_cmap("viridis")
-    for world in sorted(net.world.unique()):
-        sub = net[net.world == world]
-        ks = sorted(sub.narrowness.unique(), key=lambda k: (k == 0, k))
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        for i, k in enumerate(ks):
-            color = cmap(0.1 + 0.75 * i / max(1, len(ks) - 1))
-            label = f"k = {k or 'all'} templates"
-            # One thin line per seed: the align phase stops at a different example count in each.
-            for j, (seed, g) in enumerate(sub[sub.narrowness == k].groupby("seed")):
-                g = g.sort_values(["phase", "n_examples"])
-                al, op = g[g.phase == "align"], g[g.phase == "opposing"]
-                n_al = float(al.n_examples.max())
-                axes[0].plot(list(al.n_examples) + list(op.n_examples + n_al), list(al.score_S) + list(op.score_S),
-                             color=color, lw=1, alpha=0.8, label=label if j == 0 else None)
-                axes[0].plot([n_al], [float(op.score_S.iloc[0])], marker="|", color=color, ms=8)
-                axes[1].plot(op.n_examples, op.f_rebound, color=color, lw=1, alpha=0.8,
-                             label=f"F_rebound, {label}" if j == 0 else None)
-                axes[1].plot(op.n_examples, op.f_drive, color=color, ls=":", lw=0.8)
-        axes[0].axhline(0, color="0.7", lw=0.6)
-        axes[0].set(xlabel="examples (align | opposing; tick = switch)", ylabel="S = log(π⁺/π⁻)",
-                    title=f"dynamics · {world}: S (one line per seed)")
-        axes[1].axhline(0, color="0.7", lw=0.6)
-        axes[1].set(xlabel="opposing examples", ylabel="force (per unit η)",
-                    title="forces during opposing fine-tuning\n(solid F_rebound, dotted F_drive)")
-        w = sub[np.isfinite(sub.delta_S.astype(float))]
-        for phase, marker in (("align", "o"), ("opposing", "s")):
-            h = w[w.phase == phase]
-            axes[2].scatter(h.f_total, h.delta_S, s=8, marker=marker, alpha=0.6, label=phase)
-        axes[2].axhline(0, color="0.7", lw=0.6)
-        axes[2].axvline(0, color="0.7", lw=0.6)
-        axes[2].set(xlabel="F_drive + F_rebound at window start", ylabel=f"measured ΔS over {cfg.window_examples} examples",
-                    title="predicted direction vs measured ΔS")
-        for ax in axes:
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6, frameon=False)
-        fig.tight_layout()
-        p = fig_dir / f"dynamics_{world}_forces.png"
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(p)
-    tab = rebound_table(net) if len(net) else pd.DataFrame()
+    out = [(f"dynamics_{world}_forces", dynamics_forces_figure(net[net.world == world], world, cfg.window_examples))
+           for world in sorted(net.world.unique())]
+    tab = half_gain_table(net) if len(net) else pd.DataFrame()
     if len(tab):
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        for world, marker in zip(sorted(tab.world.unique()), "os^v"):
-            g = tab[tab.world == world]
-            sc = ax.scatter(g.collision_A_aligned, g.rebound_speed_per100, c=np.log2(g.n_templates), cmap="viridis",
-                            marker=marker, label=world)
-        fig.colorbar(sc, ax=ax, label="log2 aligned templates")
-        ax.set_xscale("log")
-        ax.set(xlabel="C_A after alignment (collision probability)", ylabel="rebound speed (100 / examples to lose half the gain)",
-               title="narrowness vs rebound speed")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
-        fig.tight_layout()
-        p = fig_dir / "dynamics_rebound_speed_vs_collision.png"
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(p)
-    return paths
+        out.append(("dynamics_rebound_speed_vs_collision", rebound_speed_figure(tab)))
+    return out
 
 
 EXPERIMENT = Experiment(
@@ -548,7 +327,8 @@ EXPERIMENT = Experiment(
     description="driving vs rebound force on S = log(π⁺/π⁻), exact in a softmax model, measured in tiny networks; narrowness (SPEC §5, our formulation of P2)",
     config_cls=DynamicsConfig,
     presets=PRESETS,
-    run=run,
-    analyze=analyze,
-    plot=plot,
+    cells=cells,
+    claims=claims,
+    figures=figures,
+    check=check,
 )

@@ -6,7 +6,7 @@ Per (world, seed), starting from the cached pre-trained base with score S₀:
 
 1. **Align**: fine-tune a copy of the base on ``n_align`` aligned examples (score S₁ > S₀).
 2. **Return**: fine-tune it on opposing examples until its score is back at S₀. The stopping
-   point is found, not hit by luck (:func:`stage2_rule` and :func:`bisect_to_level`):
+   point is found, not hit by luck (a ``level`` stop rule: :mod:`springback.pipeline.stages`):
    S is measured every ``stage2_grid_examples`` examples; training stops at the first
    checkpoint within ``tolerance`` of S₀, or at the first one below S₀ − tolerance, which
    brackets the crossing with the checkpoint before it. Inside the bracket the weights are
@@ -36,23 +36,30 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
-from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..analysis import Claim, claim_from_seed_values
+from ..analysis.curves import realign_table
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
-from ..data import DataConfig, DataWorld
+from ..data import DataConfig
 from ..errors import ConfigError
-from ..measure.alignment import ReferenceBatches
-from ..measure.sampling import sample
-from ..measure.scorers import world_label_scorer
-from ..worlds import get_world
-from .base import Experiment, RunContext
-from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, pretrained_base
+from ..pipeline import (
+    DEFAULT_PRETRAIN,
+    Cell,
+    DataSpec,
+    MeasureSpec,
+    Stage,
+    StopRule,
+    build_source,
+    labels,
+    pretrain_spec,
+    source_name,
+    source_specs,
+    uses_data,
+)
+from .base import Experiment, finetune_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -85,163 +92,6 @@ PRESETS = {
 }
 
 
-# ----------------------------------------------------------------------------- the stage-2 stopping rule
-
-
-def stage2_rule(trace: Sequence[tuple[float, float]], s0: float, tol: float) -> tuple[str, int, int]:
-    """Where a decreasing stage-2 score trace first gets back to ``s0``.
-
-    ``trace``: (examples, score) at successive checkpoints. Returns
-    ``("hit", i, i)`` when checkpoint i is within ``tol`` of s0, ``("bracket", i − 1, i)`` when
-    checkpoint i is the first below s0 − tol (the crossing lies between i − 1 and i),
-    ``("start_below", 0, 0)`` when the trace starts below s0 − tol (stage 1 did not lift S),
-    or ``("none", -1, -1)`` when no checkpoint has reached s0 yet.
-    """
-    for i, (_, s) in enumerate(trace):
-        if abs(s - s0) < tol:
-            return "hit", i, i
-        if s < s0:
-            return ("start_below", 0, 0) if i == 0 else ("bracket", i - 1, i)
-    return "none", -1, -1
-
-
-def bisect_to_level(
-    f: Callable[[float], float], target: float, tol: float, f_lo: float, f_hi: float,
-    lo: float = 0.0, hi: float = 1.0, max_steps: int = 40,
-) -> tuple[float, float, int]:
-    """x in [lo, hi] with |f(x) − target| < tol by bisection, given f(lo) and f(hi) on opposite
-    sides of ``target`` (either orientation). Returns (x, f(x), evaluations); when ``max_steps``
-    runs out, the evaluated point closest to the target (the latest one among ties)."""
-    if (f_lo - target) * (f_hi - target) > 0:
-        raise ValueError(f"f(lo) = {f_lo} and f(hi) = {f_hi} do not bracket {target}")
-    best = (lo, f_lo) if abs(f_lo - target) <= abs(f_hi - target) else (hi, f_hi)
-    if abs(best[1] - target) < tol:
-        return best[0], best[1], 0
-    for step in range(1, max_steps + 1):
-        mid = 0.5 * (lo + hi)
-        fm = f(mid)
-        if abs(fm - target) <= abs(best[1] - target):  # ties: the later point, nearer the crossing
-            best = (mid, fm)
-        if abs(fm - target) < tol:
-            return mid, fm, step
-        if (fm - target) * (f_lo - target) > 0:
-            lo, f_lo = mid, fm
-        else:
-            hi, f_hi = mid, fm
-    return best[0], best[1], max_steps
-
-
-def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """(1 − α)·a + α·b for floating-point tensors; other entries are taken from ``a``."""
-    return {k: (a[k] + alpha * (b[k] - a[k])) if a[k].is_floating_point() else a[k] for k in a}
-
-
-def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def return_to_level(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    examples: Sequence[Any],
-    train_cfg: TrainConfig,
-    model_cfg: ModelConfig,
-    score_fn: Callable[[torch.nn.Module], float],
-    s0: float,
-    tol: float,
-    *,
-    seed: int,
-    grid_examples: int,
-    max_bisect_steps: int = 40,
-    stage: str = "return",
-    progress: bool = False,
-) -> tuple[dict, list[dict]]:
-    """Stage 2: fine-tune ``model`` in place on ``examples`` until its score is back at ``s0``.
-
-    Returns (summary, trace rows). On success ``model`` holds the stopping-point weights.
-    The summary has ``status`` (hit / bracket / start_below / none), ``n_stop`` (examples,
-    fractional inside a bracket), ``alpha``, ``score_stop``, ``gap`` = score − s0,
-    ``within_tolerance`` and ``n_bisect`` (score evaluations of the bisection).
-    """
-    if grid_examples < 1:
-        raise ConfigError(f"stage2_grid_examples must be >= 1, got {grid_examples}")
-    grid = list(range(0, len(examples) + 1, grid_examples))
-    trace: list[tuple[float, float]] = []
-    states: list[dict[str, torch.Tensor]] = []  # the last two checkpoints' weights
-    rows: list[dict] = []
-    verdict: dict = {"status": "none"}
-
-    def on_measure(n: int, m: torch.nn.Module) -> bool:
-        s = score_fn(m)
-        trace.append((n, s))
-        rows.append({"stage": "return", "n_examples": float(n), "score": s, "bisect": False})
-        states.append(_state(m))
-        del states[:-2]
-        status, i, j = stage2_rule(trace, s0, tol)
-        if status != "none":
-            verdict.update(status=status, i=i, j=j)
-            return True
-        return False
-
-    finetune(model, tokenizer, examples, train_cfg, model_cfg, seed=seed, stage=stage, measure_at=grid,
-             on_measure=on_measure, shuffle=False, progress=progress)
-    status = verdict["status"]
-    summary = {"status": status, "n_stop": float("nan"), "alpha": float("nan"), "score_stop": float("nan"),
-               "gap": float("nan"), "within_tolerance": False, "n_bisect": 0, "n_trained": trace[-1][0] if trace else 0}
-    if status == "hit":
-        n, s = trace[-1]
-        summary.update(n_stop=float(n), alpha=0.0, score_stop=s)
-    elif status == "bracket":
-        (n_a, s_a), (n_b, s_b) = trace[-2], trace[-1]
-        before, after = states
-        probe = model  # reuse the trained module as the scratch model for interpolated weights
-
-        def f(alpha: float) -> float:
-            probe.load_state_dict(interpolate_state(before, after, alpha))
-            s = score_fn(probe)
-            rows.append({"stage": "return", "n_examples": n_a + alpha * (n_b - n_a), "score": s, "bisect": True})
-            return s
-
-        alpha, s, evals = bisect_to_level(f, s0, tol, s_a, s_b, max_steps=max_bisect_steps)
-        model.load_state_dict(interpolate_state(before, after, alpha))
-        summary.update(n_stop=n_a + alpha * (n_b - n_a), alpha=alpha, score_stop=s, n_bisect=evals)
-    if math.isfinite(summary["score_stop"]):
-        summary["gap"] = summary["score_stop"] - s0
-        summary["within_tolerance"] = bool(abs(summary["gap"]) < tol)
-    return summary, rows
-
-
-# ----------------------------------------------------------------------------- scoring
-
-
-def make_score_fn(world: Any, prompts: Sequence[str], measure: MeasureConfig, seed: int,
-                  tokenizer: Any) -> tuple[Callable[[torch.nn.Module], float], str]:
-    """The stage score: exact S when the world has reference completions on both sides, else
-    the sampled aligned rate under the world's labeller (fixed sampling seed). Returns (fn, kind)."""
-    a_set, n_set = world.reference_sets()
-    if a_set and n_set:
-        batches = ReferenceBatches(tokenizer, prompts, a_set, n_set, measure.batch_size)  # tokenised once
-
-        def exact(m: torch.nn.Module) -> float:
-            return float(batches.measure(m).score.mean())
-
-        return exact, "exact_S"
-    if measure.n_samples < 1:
-        raise ConfigError("no reference completions on both sides: the sampled score needs measure.n_samples >= 1")
-    labeller = world_label_scorer(world)
-
-    def sampled(m: torch.nn.Module) -> float:
-        texts, _, pidx = sample(m, tokenizer, prompts, measure.n_samples, seed=seed, temperature=measure.temperature,
-                                top_p=measure.top_p, max_new_tokens=measure.max_new_tokens)
-        labels = labeller(texts, [prompts[i] for i in pidx])
-        return float(sum(labels) / len(labels))
-
-    return sampled, "sampled_rate"
-
-
-# ----------------------------------------------------------------------------- run
-
-
 def _points(n: int, k: int) -> list[int]:
     return sorted({round(n * i / k) for i in range(k + 1)}) if k > 0 else [0, n]
 
@@ -256,121 +106,48 @@ def check(cfg: PrimingConfig) -> None:
         raise ConfigError(f"n_realign: give example counts >= 0 with a largest one >= 1, got {cfg.n_realign}")
     if not cfg.worlds or not cfg.seeds:
         raise ConfigError("worlds and seeds must not be empty")
-
-
-def run(cfg: PrimingConfig, ctx: RunContext) -> None:
-    check(cfg)
     if cfg.model.lora_r > 0:
         # Stage 2 interpolates full weights between checkpoints; a LoRA run's weights change
         # shape when the adapter is merged, so the search is defined for full fine-tuning only.
         raise ConfigError("priming needs full fine-tuning (model.lora_r=0): its stage-2 search interpolates weights")
-    data_world = None
-    if cfg.data.aligned:  # a real data set replaces the synthetic worlds
-        if not cfg.model.path:
-            raise ConfigError("data.aligned is set: also set model.path (a checkpoint to start from)")
-        data_world = DataWorld(cfg.data)
-    n_realign = sorted(set([0] + list(cfg.n_realign)))
-    for world_name in ["data"] if data_world else cfg.worlds:
-        world = data_world or get_world(world_name, cfg.world.narrowness)
-        prompts = world.eval_prompts(cfg.world.n_eval_prompts)
-        for seed in cfg.seeds:
-            bkey = base_key(world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-
-            def cell_rows(seed: int = seed) -> list[dict]:
-                path = pretrained_base(ctx, world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-                base, tok = load(path, cfg.model)
-                score_fn, score_kind = make_score_fn(world, prompts, cfg.measure, seed, tok)
-                tol = cfg.tolerance if score_kind == "exact_S" else cfg.sampled_tolerance
-                tag = {"world": world_name, "seed": seed, "score_kind": score_kind}
-                rows: list[dict] = []
-                s0 = score_fn(base)
-                rows.append({**tag, "stage": "base", "arm": "primed", "n_examples": 0.0, "score": s0})
-
-                # Stage 1: align.
-                model = clone(base)
-                stage1 = world.aligned(cfg.n_align, seed)
-
-                def on_align(n: int, m: torch.nn.Module) -> None:
-                    if n > 0:
-                        rows.append({**tag, "stage": "align", "arm": "primed", "n_examples": float(n), "score": score_fn(m)})
-
-                finetune(model, tok, stage1, cfg.align, cfg.model, seed=seed, stage=f"align {world_name} s{seed}",
-                         measure_at=_points(cfg.n_align, cfg.stage1_points), on_measure=on_align, progress=ctx.progress)
-                s1 = rows[-1]["score"]
-                if not s1 > s0 + tol:  # stage 1 did not lift the score: there is nothing to return from
-                    rows.append({**tag, "stage": "stop", "arm": "primed", "n_examples": float("nan"), "score": float("nan"),
-                                 "S0": s0, "S1": s1, "tolerance": tol, "status": "no_gain", "gap": float("nan"),
-                                 "within_tolerance": False, "n_bisect": 0})
-                    return rows
-
-                # Stage 2: opposing data until the score is back at S₀.
-                summary, trace = return_to_level(
-                    model, tok, world.opposing(cfg.n_opposing_max, seed), cfg.opposing, cfg.model, score_fn, s0, tol,
-                    seed=seed + 1, grid_examples=cfg.stage2_grid_examples, max_bisect_steps=cfg.max_bisect_steps,
-                    stage=f"return {world_name} s{seed}", progress=ctx.progress)
-                rows += [{**tag, "arm": "primed", **r} for r in trace]
-                rows.append({**tag, "stage": "stop", "arm": "primed", "n_examples": summary["n_stop"],
-                             "score": summary["score_stop"], "S0": s0, "S1": s1, "tolerance": tol,
-                             **{k: v for k, v in summary.items() if k not in ("n_stop", "score_stop")}})
-                if not (summary["status"] in ("hit", "bracket")):
-                    return rows  # no primed model: reported as such, the claim leaves this cell out
-
-                # Stage 3: primed and control re-align on the same data, seed and schedule.
-                stage3 = (world.aligned(max(n_realign), seed + 10_000) if cfg.fresh_stage3_data
-                          else world.aligned(max(n_realign), seed))
-                for arm, start in (("primed", model), ("control", clone(base))):
-                    def on_realign(n: int, m: torch.nn.Module, arm: str = arm) -> None:
-                        rows.append({**tag, "stage": "realign", "arm": arm, "n_examples": float(n), "score": score_fn(m)})
-
-                    finetune(start, tok, stage3, cfg.align, cfg.model, seed=seed + 2, stage=f"realign {arm} {world_name} s{seed}",
-                             measure_at=n_realign, on_measure=on_realign, progress=ctx.progress)
-                return rows
-
-            key = {"kind": "priming/cell", "base": bkey, "n_eval_prompts": cfg.world.n_eval_prompts,
-                   "narrowness": cfg.world.narrowness, "n_align": cfg.n_align, "n_opposing_max": cfg.n_opposing_max,
-                   "grid": cfg.stage2_grid_examples, "tolerance": cfg.tolerance, "sampled_tolerance": cfg.sampled_tolerance,
-                   "max_bisect": cfg.max_bisect_steps, "n_realign": n_realign, "stage1_points": cfg.stage1_points,
-                   "fresh": cfg.fresh_stage3_data, "align": to_dict(cfg.align), "opposing": to_dict(cfg.opposing),
-                   **finetune_key(cfg.model)}
-            if data_world:
-                key["data"] = to_dict(cfg.data)
-                key["measure"] = to_dict(cfg.measure)
-            ctx.run_cell(key, cell_rows, name=f"{world_name} s{seed}")
+    if uses_data(cfg.data) and not cfg.model.path:
+        raise ConfigError("data.aligned is set: also set model.path (a checkpoint to start from)")
 
 
-# ----------------------------------------------------------------------------- analysis
-
-
-def area_between(n: Sequence[float], primed: Sequence[float], control: Sequence[float]) -> float:
-    """Trapezoid area of (primed − control) over n, divided by the n range: a mean gap."""
-    n_arr = np.asarray(n, float)
-    gap = np.asarray(primed, float) - np.asarray(control, float)
-    if len(n_arr) < 2 or n_arr[-1] <= n_arr[0] or not np.isfinite(gap).all():
-        return float("nan")
-    return float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(n_arr)) / (n_arr[-1] - n_arr[0]))
-
-
-def realign_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (world, seed): stopping point, start gap and the area between curves."""
+def cells(cfg: PrimingConfig) -> list[Cell]:
+    n_realign = tuple(sorted(set([0] + list(cfg.n_realign))))
+    score = MeasureSpec("score", {"n_eval_prompts": cfg.world.n_eval_prompts, "measure": to_dict(cfg.measure)})
     out = []
-    for (world, seed), g in df.groupby(["world", "seed"]):
-        stop = g[g.stage == "stop"]
-        if stop.empty:
-            continue
-        st = stop.iloc[0]
-        re = g[g.stage == "realign"]
-        p = re[re.arm == "primed"].set_index("n_examples").score.sort_index()
-        c = re[re.arm == "control"].set_index("n_examples").score.sort_index()
-        common = p.index.intersection(c.index)
-        area = area_between(common, p.loc[common], c.loc[common]) if len(common) > 1 else float("nan")
-        out.append({"world": world, "seed": int(seed), "status": st.status, "S0": st.S0, "S1": st.S1,
-                    "n_stop": st.n_examples, "start_gap": st.gap, "within_tolerance": bool(st.within_tolerance),
-                    "n_bisect": int(st.n_bisect), "area_per_example": area,
-                    "final_gap": float(p.loc[common].iloc[-1] - c.loc[common].iloc[-1]) if len(common) else float("nan")})
-    return pd.DataFrame(out)
+    for spec in source_specs(cfg.worlds, cfg.world, cfg.data):
+        name = source_name(spec)
+        exact = all(build_source(spec).reference_sets())  # exact S, else a sampled rate with its own tolerance
+        tol = cfg.tolerance if exact else cfg.sampled_tolerance
+        for seed in cfg.seeds:
+            realign = DataSpec("aligned", max(n_realign), seed + 10_000 if cfg.fresh_stage3_data else seed)
+            stages = (
+                # 1. align; 2. opposing data until the score is back at S₀ (the base row's score);
+                # 3. re-align the primed model and, from the base, the never-aligned control on the same data.
+                Stage("align", DataSpec("aligned", cfg.n_align, seed), cfg.align, seed,
+                      measure_at=tuple(p for p in _points(cfg.n_align, cfg.stage1_points) if p > 0)),
+                Stage("return", DataSpec("opposing", cfg.n_opposing_max, seed, shuffle=False), cfg.opposing, seed + 1,
+                      measure_at=tuple(range(0, cfg.n_opposing_max + 1, cfg.stage2_grid_examples)),
+                      stop=StopRule("level", "score", tolerance=tol, max_bisect_steps=cfg.max_bisect_steps)),
+                Stage("realign", realign, cfg.align, seed + 2, measure_at=n_realign),
+                Stage("realign", realign, cfg.align, seed + 2, measure_at=n_realign, start="base",
+                      labels=(("arm", "control"),)),
+            )
+            out.append(Cell(experiment="priming", name=f"{name} s{seed}", source=spec, seed=seed,
+                            base=pretrain_spec(name, cfg.world, cfg.model, cfg.pretrain, seed), stages=stages,
+                            measure=score, measure_base=True,
+                            labels=labels(world=name, model=model_label(cfg.model), seed=seed, arm="primed"),
+                            finetune=finetune_options(cfg.model), options=run_options(cfg.model)))
+    return out
 
 
-def analyze(df: pd.DataFrame, cfg: PrimingConfig) -> list[Claim]:
+# ----------------------------------------------------------------------------- claims
+
+
+def claims(df: pd.DataFrame, cfg: PrimingConfig) -> list[Claim]:
     tab = realign_table(df)
     seeds = sorted(df.seed.unique())
     per_seed = []
@@ -382,7 +159,7 @@ def analyze(df: pd.DataFrame, cfg: PrimingConfig) -> list[Claim]:
     for world, g in (tab.groupby("world") if len(tab) else []):
         c = claim_from_seed_values("w", "", "", g.area_per_example.tolist())
         per_world[world] = {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict}
-    score_kind = str(df.score_kind.iloc[0]) if "score_kind" in df and len(df) else "exact_S"
+    score_kind = str(df.score_kind.dropna().iloc[0]) if "score_kind" in df and df.score_kind.notna().any() else "exact_S"
 
     def num(x: float) -> str:
         return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
@@ -410,47 +187,11 @@ def analyze(df: pd.DataFrame, cfg: PrimingConfig) -> list[Claim]:
 # ----------------------------------------------------------------------------- figures
 
 
-def plot(df: pd.DataFrame, cfg: PrimingConfig, fig_dir: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
+def figures(df: pd.DataFrame, cfg: PrimingConfig) -> list:
+    from ..report.forces import priming_stages_figure
 
-    paths: list[Path] = []
-    for world in sorted(df.world.unique()):
-        sub = df[df.world == world]
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
-        cmap = plt.get_cmap("tab10")
-        for i, (seed, g) in enumerate(sub.groupby("seed")):
-            color = cmap(i % 10)
-            s1 = g[g.stage.isin(["base", "align"])].sort_values("n_examples")
-            n1 = float(s1.n_examples.max())
-            s2 = g[(g.stage == "return") & (~g.bisect.astype(bool))].sort_values("n_examples") if "bisect" in g else g.iloc[0:0]
-            stop = g[g.stage == "stop"]
-            n_stop = float(stop.n_examples.iloc[0]) if len(stop) and math.isfinite(stop.n_examples.iloc[0]) else float("nan")
-            x2 = list(n1 + s2.n_examples) + ([n1 + n_stop] if math.isfinite(n_stop) else [])
-            y2 = list(s2.score) + ([float(stop.score.iloc[0])] if math.isfinite(n_stop) else [])
-            ax.plot(s1.n_examples, s1.score, color=color, lw=1.2, label=f"seed {seed}: primed (stages 1–3)")
-            ax.plot(x2, y2, color=color, lw=1.2)
-            if math.isfinite(n_stop):
-                x3 = n1 + n_stop
-                re = g[g.stage == "realign"].sort_values("n_examples")
-                p, c = re[re.arm == "primed"], re[re.arm == "control"]
-                ax.plot(x3 + p.n_examples, p.score, color=color, lw=1.2)
-                ax.plot(x3 + c.n_examples, c.score, color=color, lw=1.2, ls="--",
-                        label=f"seed {seed}: control (base, stage 3)")
-                ax.axvline(x3, color=color, lw=0.5, ls=":")
-            ax.axvline(n1, color="0.6", lw=0.5, ls=":")
-        base = sub[sub.stage == "base"].score.mean()
-        ax.axhline(base, color="0.3", ls="--", lw=0.8, label="base S₀ (mean)")
-        kind = str(sub.score_kind.iloc[0]) if "score_kind" in sub else "score"
-        ylabel = {"exact_S": "S = log(π⁺/π⁻) (exact)", "sampled_rate": "sampled aligned rate"}.get(kind, kind)
-        ax.set(xlabel="examples: align | opposing (to S₀) | re-align", ylabel=ylabel, title=f"rehearsal priming · {world}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, frameon=False, ncol=2)
-        fig.tight_layout()
-        p = fig_dir / f"priming_{world}_stages.png"
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(p)
-    return paths
+    return [(f"priming_{world}_stages", priming_stages_figure(df[df.world == world], world))
+            for world in sorted(df.world.unique())]
 
 
 EXPERIMENT = Experiment(
@@ -458,7 +199,8 @@ EXPERIMENT = Experiment(
     description="align, reverse to the starting score S₀, re-align: primed vs never-aligned control (SPEC §5 (c), our formulation of P2)",
     config_cls=PrimingConfig,
     presets=PRESETS,
-    run=run,
-    analyze=analyze,
-    plot=plot,
+    cells=cells,
+    claims=claims,
+    figures=figures,
+    check=check,
 )

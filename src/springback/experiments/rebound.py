@@ -1,29 +1,39 @@
 """Rebound (SPEC §3.2, the paper's Figure 4 and Table 3).
 
-Protocol per (world, seed): pre-train a base (cached); for each n⁺, align a copy of the base
-on n⁺ aligned examples, then fine-tune on opposing examples, measuring after each n⁻ in the
-grid. Because the learning rate is constant and opposing data is a fixed stream, the model
-after n⁻ examples of one run equals a separate run on the first n⁻ examples, so one run per
-n⁺ gives the whole curve.
+Protocol per (source, seed): a base (pre-trained and cached, or ``model.path``); for each n⁺,
+align a copy of the base on n⁺ aligned examples, then fine-tune on opposing examples,
+measuring after each n⁻ in the grid. Because the learning rate is constant and opposing data
+is a fixed stream, the model after n⁻ examples of one run equals a separate run on the first
+n⁻ examples, so one run per n⁺ gives the whole curve.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..measure import ReferenceBatches
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
-from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
-from ..data import DataConfig, DataWorld
+from ..analysis.curves import curve_table
+from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig
+from ..data import DataConfig
 from ..errors import ConfigError
-from ..worlds import get_world
-from .base import Experiment, RunContext
-from .common import DEFAULT_PRETRAIN, base_key, clone, finetune, finetune_key, load, measure_checkpoint, pretrained_base
+from ..pipeline import (
+    DEFAULT_PRETRAIN,
+    BaseSpec,
+    Cell,
+    DataSpec,
+    MeasureSpec,
+    Stage,
+    labels,
+    pretrain_spec,
+    source_name,
+    source_specs,
+    uses_data,
+)
+from .base import Experiment, checkpoint_measure, finetune_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -57,95 +67,45 @@ PRESETS = {
 }
 
 
-def run(cfg: ReboundConfig, ctx: RunContext) -> None:
-    if 0 not in cfg.n_neg:
-        cfg = dataclasses.replace(cfg, n_neg=[0] + list(cfg.n_neg))
-    n_neg = sorted(set(cfg.n_neg))
-    data_world = None
-    if cfg.data.aligned:  # a real data set replaces the synthetic worlds
-        if not cfg.model.path:
-            raise ConfigError("data.aligned is set: also set model.path (a checkpoint to start from)")
-        data_world = DataWorld(cfg.data)
-        data_world.scorers(), data_world.eval_prompts(cfg.world.n_eval_prompts)  # bad data / scorer: fail before training
-    for world_name in ["data"] if data_world else cfg.worlds:
-        world = data_world or get_world(world_name, cfg.world.narrowness)
+def check(cfg: ReboundConfig) -> None:
+    if uses_data(cfg.data) and not cfg.model.path:
+        raise ConfigError("data.aligned is set: also set model.path (a checkpoint to start from)")
+    if not cfg.seeds or not cfg.n_pos:
+        raise ConfigError("seeds and n_pos must not be empty")
+    if cfg.kl_metric not in ("kl_ref_to_base", "kl_to_base"):
+        raise ConfigError(f"kl_metric must be 'kl_ref_to_base' or 'kl_to_base', got '{cfg.kl_metric}'")
+
+
+def curve_cells(experiment: str, source: dict, base: BaseSpec, row: dict, n_pos: list[int], n_neg: list[int],
+                align: TrainConfig, opposing: TrainConfig, measure: MeasureSpec, seed: int, model: ModelConfig,
+                tag: str) -> list[Cell]:
+    """The rebound protocol on one base: a cell measuring the base, and per n⁺ a cell that aligns a
+    copy on n⁺ examples (training seed ``seed``) and then fine-tunes it on opposing examples
+    (seed ``seed + 1``), measured after every n⁻. ``row``: labels of every row (world, model, …)."""
+    n_neg = tuple(sorted(set([0] + list(n_neg))))
+    common = dict(experiment=experiment, source=source, base=base, measure=measure,
+                  finetune=finetune_options(model), options=run_options(model), seed=seed)
+    out = [Cell(name=f"{tag} base s{seed}", labels=labels(**row, seed=seed, n_aligned=0), measure_base=True, **common)]
+    for n in n_pos:
+        stages = (Stage("align", DataSpec("aligned", n, seed), align, seed),
+                  Stage("opposing", DataSpec("opposing", max(n_neg), seed), opposing, seed + 1, measure_at=n_neg))
+        out.append(Cell(name=f"{tag} n+={n} s{seed}", labels=labels(**row, seed=seed, n_aligned=n), stages=stages, **common))
+    return out
+
+
+def cells(cfg: ReboundConfig) -> list[Cell]:
+    measure = MeasureSpec("checkpoint", checkpoint_measure(cfg.measure, cfg.world.n_eval_prompts, exact_kl=True))
+    out = []
+    for spec in source_specs(cfg.worlds, cfg.world, cfg.data):
+        name = source_name(spec)
         for seed in cfg.seeds:
-            bkey = base_key(world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-            common = {"base": bkey, "measure": to_dict(cfg.measure), "n_eval_prompts": cfg.world.n_eval_prompts,
-                      "narrowness": cfg.world.narrowness, **finetune_key(cfg.model)}
-            if data_world:
-                common["data"] = to_dict(cfg.data)
-            state: dict = {}
-
-            def base_model():
-                if "model" not in state:
-                    path = pretrained_base(ctx, world_name, cfg.world, cfg.model, cfg.pretrain, seed)
-                    state["model"], state["tok"] = load(path, cfg.model)
-                    a_set, n_set = world.reference_sets()
-                    # Reference pairs tokenised once per (world, seed); the base's exact
-                    # log-probabilities once, for the exact KL at every checkpoint.
-                    batches = ReferenceBatches(state["tok"], world.eval_prompts(cfg.world.n_eval_prompts), a_set, n_set,
-                                               cfg.measure.batch_size) if a_set and n_set else None
-                    state["batches"] = batches
-                    state["measure"] = batches.measure(state["model"]) if batches is not None else None
-                return state["model"], state["tok"]
-
-            def base_rows():
-                model, tok = base_model()
-                m = measure_checkpoint(model, tok, world, None, cfg.measure, cfg.world.n_eval_prompts, seed,
-                                       reference_batches=state["batches"])
-                return [{"phase": "base", "world": world_name, "seed": seed, "n_pos": 0, "n_neg": 0, **m}]
-
-            ctx.run_cell({"kind": "rebound/base", **common}, base_rows, name=f"{world_name} base")
-            for n_pos in cfg.n_pos:
-
-                def curve_rows(n_pos: int = n_pos):
-                    base, tok = base_model()
-                    model = clone(base)
-                    finetune(model, tok, world.aligned(n_pos, seed), cfg.align, cfg.model, seed=seed,
-                             stage=f"align {world_name} n+={n_pos} s{seed}", progress=ctx.progress)
-                    rows = []
-
-                    def on_measure(n: int, m) -> None:
-                        vals = measure_checkpoint(m, tok, world, base, cfg.measure, cfg.world.n_eval_prompts, seed,
-                                                  reference_measure=state["measure"], reference_batches=state["batches"])
-                        rows.append({"phase": "opposing", "world": world_name, "seed": seed, "n_pos": n_pos, "n_neg": n, **vals})
-
-                    finetune(model, tok, world.opposing(max(n_neg), seed), cfg.opposing, cfg.model, seed=seed + 1,
-                             stage=f"opposing {world_name} n+={n_pos} s{seed}", measure_at=n_neg, on_measure=on_measure,
-                             progress=ctx.progress)
-                    return rows
-
-                key = {"kind": "rebound/curve", **common, "n_pos": n_pos, "n_neg": n_neg,
-                       "align": to_dict(cfg.align), "opposing": to_dict(cfg.opposing)}
-                ctx.run_cell(key, curve_rows, name=f"{world_name} n+={n_pos}")
+            base = pretrain_spec(name, cfg.world, cfg.model, cfg.pretrain, seed)
+            out += curve_cells("rebound", spec, base, {"world": name, "model": model_label(cfg.model)}, cfg.n_pos,
+                               cfg.n_neg, cfg.align, cfg.opposing, measure, seed, cfg.model, name)
+    return out
 
 
-# ----------------------------------------------------------------------------- analysis
-
-
-def crossing(n: np.ndarray, s: np.ndarray, level: float) -> float:
-    """First n where the decreasing curve s(n) reaches ``level`` (linear interpolation).
-
-    NaN if it starts at or below the level or never reaches it."""
-    if len(s) == 0 or s[0] <= level:
-        return float("nan")
-    for i in range(1, len(s)):
-        if s[i] <= level:
-            frac = (s[i - 1] - level) / (s[i - 1] - s[i])
-            return float(n[i - 1] + frac * (n[i] - n[i - 1]))
-    return float("nan")
-
-
-def fall_rates(n: np.ndarray, s: np.ndarray, level: float) -> tuple[float, float, float]:
-    """(initial rate, late rate, crossing n): mean fall per example before and after the
-    curve crosses ``level``. Rates are NaN when the crossing is not inside the grid."""
-    nc = crossing(n, s, level)
-    if not math.isfinite(nc) or nc >= n[-1]:
-        return float("nan"), float("nan"), nc
-    initial = (s[0] - level) / (nc - n[0])
-    late = (level - s[-1]) / (n[-1] - nc)
-    return float(initial), float(late), nc
+# ----------------------------------------------------------------------------- claims
 
 
 def _finite_mean(values: list[float]) -> float:
@@ -154,25 +114,19 @@ def _finite_mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _curves(df: pd.DataFrame, metric: str):
-    """Yield (world, seed, n_pos, n array, metric array, base level)."""
-    base = df[df.phase == "base"].set_index(["world", "seed"])[metric]
-    opp = df[df.phase == "opposing"].sort_values("n_neg")
-    for (world, seed, n_pos), g in opp.groupby(["world", "seed", "n_pos"]):
-        yield world, seed, n_pos, g.n_neg.to_numpy(float), g[metric].to_numpy(float), float(base.loc[(world, seed)])
-
-
-def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
+def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
     seeds = sorted(df.seed.unique())
+    keys = ["world", "seed", "n_aligned"]
     # 1. fast then slow, in log-odds S.
+    tab = curve_table(df, keys, ["world", "seed"], "score_S", kl_metric=None)
     per_seed_cells: dict[int, list[float]] = {s: [] for s in seeds}
-    cells = []
-    for world, seed, n_pos, n, s, level in _curves(df, "score_S"):
-        init, late, nc = fall_rates(n, s, level)
-        cells.append({"world": world, "seed": int(seed), "n_pos": int(n_pos), "initial_rate_per100": init * 100,
-                      "late_rate_per100": late * 100, "crossing_n_neg": nc})
+    cells_out = []
+    for r in tab.itertuples():
+        init, late = r.initial_fall_per_100, r.late_fall_per_100
+        cells_out.append({"world": r.world, "seed": int(r.seed), "n_pos": int(r.n_aligned), "initial_rate_per100": init,
+                          "late_rate_per100": late, "crossing_n_neg": r.n_base})
         if math.isfinite(init) and math.isfinite(late):
-            per_seed_cells[seed].append((init - late) * 100)
+            per_seed_cells[r.seed].append(init - late)
     per_seed = [float(np.mean(v)) if v else float("nan") for v in per_seed_cells.values()]
     c1 = claim_from_seed_values(
         "rebound.fast_then_slow",
@@ -180,21 +134,21 @@ def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         "exceeds the fall after it (effect: initial − late rate, per 100 opposing examples)",
         "Curves fall fast until they reach the base model's level, then flatten [P1 §5.2, Fig. 4]",
         per_seed, unit="log-odds / 100 examples",
-        cells=cells, n_cells_defined=sum(len(v) for v in per_seed_cells.values()), n_cells=len(cells),
+        cells=cells_out, n_cells_defined=sum(len(v) for v in per_seed_cells.values()), n_cells=len(cells_out),
     )
 
     # 2. more alignment: starts higher and falls faster over the first opposing examples.
-    early_grid = sorted(n for n in df[df.phase == "opposing"].n_neg.unique() if 0 < n <= cfg.early_examples)
+    opp = df[df.stage == "opposing"]
+    early_grid = sorted(n for n in opp.n_opposing.unique() if 0 < n <= cfg.early_examples)
     early_n = early_grid[-1] if early_grid else None
     start_slopes: dict[int, list[float]] = {s: [] for s in seeds}
     fall_slopes: dict[int, list[float]] = {s: [] for s in seeds}
-    opp = df[df.phase == "opposing"]
     for (world, seed), g in opp.groupby(["world", "seed"]):
         if early_n is None:
             continue
-        pos = sorted(g.n_pos.unique())
-        start = [float(g[(g.n_pos == p) & (g.n_neg == 0)].score_S.iloc[0]) for p in pos]
-        early = [float(g[(g.n_pos == p) & (g.n_neg == early_n)].score_S.iloc[0]) for p in pos]
+        pos = sorted(g.n_aligned.unique())
+        start = [float(g[(g.n_aligned == p) & (g.n_opposing == 0)].score_S.iloc[0]) for p in pos]
+        early = [float(g[(g.n_aligned == p) & (g.n_opposing == early_n)].score_S.iloc[0]) for p in pos]
         x = [math.log2(p) for p in pos]
         start_slopes[seed].append(slope(x, start))
         fall_slopes[seed].append(slope(x, [a - b for a, b in zip(start, early)]))
@@ -212,24 +166,23 @@ def analyze(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
     c2.verdict = combine_verdicts([c2.verdict, c_start.verdict])
 
     # 3. KL return (Table 3 protocol): opposing examples to bring KL(model‖base) below ε.
+    kl_col = cfg.kl_metric if cfg.kl_metric in df.columns else "kl_to_base"
     kl_cells = []
     kl_slopes: dict[int, list[float]] = {s: [] for s in seeds}
     kl0_slopes: dict[int, list[float]] = {s: [] for s in seeds}
-    kl_col = cfg.kl_metric if cfg.kl_metric in df.columns else "kl_to_base"
     if kl_col in df.columns:
-        for (world, seed), g in opp.groupby(["world", "seed"]):
+        ktab = curve_table(df, keys, ["world", "seed"], "score_S", kl_metric=kl_col, kl_epsilon=cfg.kl_epsilon)
+        for (world, seed), g in ktab.groupby(["world", "seed"]):
             xs, ys, x0, k0 = [], [], [], []
-            for n_pos, h in g.groupby("n_pos"):
-                h = h.sort_values("n_neg")
-                kl = h[kl_col].to_numpy(float)
-                n_kl = crossing(h.n_neg.to_numpy(float), kl, cfg.kl_epsilon)
-                kl_cells.append({"world": world, "seed": int(seed), "n_pos": int(n_pos), "n_neg_to_kl_eps": n_kl,
-                                 "kl_at_0": float(kl[0]), "kl_min": float(np.nanmin(kl))})
-                x0.append(math.log2(n_pos))
-                k0.append(float(kl[0]))
-                if math.isfinite(n_kl):
-                    xs.append(math.log2(n_pos))
-                    ys.append(n_kl)
+            for r in g.itertuples():
+                kl_min = float(opp[(opp.world == world) & (opp.seed == seed) & (opp.n_aligned == r.n_aligned)][kl_col].min())
+                kl_cells.append({"world": world, "seed": int(seed), "n_pos": int(r.n_aligned),
+                                 "n_neg_to_kl_eps": r.n_kl_below_eps, "kl_at_0": r.kl_aligned, "kl_min": kl_min})
+                x0.append(math.log2(r.n_aligned))
+                k0.append(r.kl_aligned)
+                if math.isfinite(r.n_kl_below_eps):
+                    xs.append(math.log2(r.n_aligned))
+                    ys.append(r.n_kl_below_eps)
             kl_slopes[seed].append(-slope(xs, ys))
             kl0_slopes[seed].append(slope(x0, k0))
     ks = [_finite_mean(v) for v in kl_slopes.values()]
@@ -259,22 +212,18 @@ METRIC_LABELS = {
 }
 
 
-def plot(df: pd.DataFrame, cfg: ReboundConfig, fig_dir: Path) -> list[Path]:
+def figures(df: pd.DataFrame, cfg: ReboundConfig) -> list:
     from ..report.figures import curve_figure
 
-    paths = []
+    out = []
     for world in sorted(df.world.unique()):
         sub = df[df.world == world]
         for metric, label in METRIC_LABELS.items():
-            if metric not in sub.columns or sub[metric].isna().all():
-                continue
-            fig = curve_figure(sub, x="n_neg", y=metric, hue="n_pos", base_level=not metric.startswith("kl"),
-                               title=f"rebound · {world}", xlabel="opposing examples n⁻", ylabel=label, hue_label="n⁺")
-            p = fig_dir / f"rebound_{world}_{metric}.png"
-            fig.savefig(p, dpi=110, bbox_inches="tight")
-            __import__("matplotlib.pyplot").pyplot.close(fig)
-            paths.append(p)
-    return paths
+            if metric in sub.columns and not sub[metric].isna().all():
+                out.append((f"rebound_{world}_{metric}", curve_figure(
+                    sub, x="n_opposing", y=metric, hue="n_aligned", base_level=not metric.startswith("kl"),
+                    title=f"rebound · {world}", xlabel="opposing examples n⁻", ylabel=label, hue_label="n⁺")))
+    return out
 
 
 EXPERIMENT = Experiment(
@@ -282,7 +231,8 @@ EXPERIMENT = Experiment(
     description="align on n⁺ examples, fine-tune on n⁻ opposing ones: fast fall to the base level, then slow (P1 Fig. 4, Table 3)",
     config_cls=ReboundConfig,
     presets=PRESETS,
-    run=run,
-    analyze=analyze,
-    plot=plot,
+    cells=cells,
+    claims=claims,
+    figures=figures,
+    check=check,
 )

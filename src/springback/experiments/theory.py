@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,8 @@ from ..analysis import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, claim_fr
 from ..config import to_dict
 from ..theory import entropy_bits, huffman_lengths, kraft_sum, make_scenario, mean_length, sweep
 from ..theory.elasticity import model_distribution
-from .base import Experiment, RunContext
+from ..pipeline import BaseSpec, Cell, labels
+from .base import Experiment
 
 
 @dataclasses.dataclass
@@ -69,33 +70,40 @@ def _scenario(cfg: TheoryConfig, seed: int, rank_noise: float):
                          t_exponent_jitter=cfg.t_exponent_jitter, t_rank_noise=rank_noise)
 
 
-def run(cfg: TheoryConfig, ctx: RunContext) -> None:
-    scen_key = {k: v for k, v in to_dict(cfg).items() if k not in ("seeds", "slope_band", "hooke_band")}
-    for seed in cfg.seeds:
+def cells(cfg: TheoryConfig) -> list[Cell]:
+    """One cell per seed (a random instance), computed by :func:`seed_rows` (no model, no training)."""
+    params = {k: v for k, v in to_dict(cfg).items() if k not in ("seeds", "slope_band", "hooke_band")}
+    return [Cell(experiment="theory", name=f"theory seed {seed}", source={}, base=BaseSpec(), seed=seed,
+                 labels=labels(seed=seed), runner="springback.experiments.theory:seed_rows", params=params)
+            for seed in cfg.seeds]
 
-        def rows(seed: int = seed) -> list[dict]:
-            s = _scenario(cfg, seed, cfg.t_rank_noise)
-            out = []
-            for r in sweep(s, cfg.ks, cfg.l_values, huffman=True):
-                out.append({"kind": "sweep", "seed": seed, "chi2_t_p": s.chi2_t_p, "n_leaves": s.n_leaves, **s.params, **r})
-            # The real Huffman code of the joint model at the sweep's corners (Kraft, entropy bound).
-            for k in (min(cfg.ks), max(cfg.ks)):
-                q = model_distribution(s, k, max(cfg.l_values))
-                lengths = huffman_lengths(q)
-                out.append({"kind": "huffman", "seed": seed, "k": k, "l": max(cfg.l_values), "n_symbols": len(q),
-                            "kraft_sum": kraft_sum(lengths), "entropy_bits": entropy_bits(q),
-                            "mean_length_bits": mean_length(q, lengths)})
-            for noise in cfg.robustness_rank_noise:
-                sn = _scenario(cfg, seed, noise)
-                grid = sweep(sn, cfg.ks, cfg.l_values, huffman=False)
-                chi2 = sn.chi2_t_p
-                out.append({"kind": "robustness", "seed": seed, "t_rank_noise": noise, "chi2_t_p": chi2,
-                            "share_opposite_signs": float(np.mean([g["opposite_signs"] for g in grid])),
-                            # sign of dγ_p/dl predicted by the large-k condition l·χ² < 1
-                            "share_sign_predicted": float(np.mean([(g["dgamma_p_dl"] < 0) == (g["l"] * chi2 < 1) for g in grid]))})
-            return out
 
-        ctx.run_cell({"kind": "theory/seed", "seed": seed, **scen_key}, rows, name=f"theory seed {seed}")
+def seed_rows(cell: Cell, ctx: Any) -> list[dict]:
+    """The sweep, the Huffman corner checks and the robustness sweep of one random instance."""
+    cfg = TheoryConfig(**{**cell.params, "seeds": [cell.seed]})
+    seed = cell.seed
+    s = _scenario(cfg, seed, cfg.t_rank_noise)
+    params = {"n_responses_p" if k == "n_pretrain" else "n_responses_a" if k == "n_align" else k: v
+              for k, v in s.params.items()}
+    out = []
+    for r in sweep(s, cfg.ks, cfg.l_values, huffman=True):
+        out.append({"kind": "sweep", "seed": seed, "chi2_t_p": s.chi2_t_p, "n_leaves": s.n_leaves, **params, **r})
+    # The real Huffman code of the joint model at the sweep's corners (Kraft, entropy bound).
+    for k in (min(cfg.ks), max(cfg.ks)):
+        q = model_distribution(s, k, max(cfg.l_values))
+        lengths = huffman_lengths(q)
+        out.append({"kind": "huffman", "seed": seed, "k": k, "l": max(cfg.l_values), "n_symbols": len(q),
+                    "kraft_sum": kraft_sum(lengths), "entropy_bits": entropy_bits(q),
+                    "mean_length_bits": mean_length(q, lengths)})
+    for noise in cfg.robustness_rank_noise:
+        sn = _scenario(cfg, seed, noise)
+        grid = sweep(sn, cfg.ks, cfg.l_values, huffman=False)
+        chi2 = sn.chi2_t_p
+        out.append({"kind": "robustness", "seed": seed, "t_rank_noise": noise, "chi2_t_p": chi2,
+                    "share_opposite_signs": float(np.mean([g["opposite_signs"] for g in grid])),
+                    # sign of dγ_p/dl predicted by the large-k condition l·χ² < 1
+                    "share_sign_predicted": float(np.mean([(g["dgamma_p_dl"] < 0) == (g["l"] * chi2 < 1) for g in grid]))})
+    return out
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -123,7 +131,7 @@ def ratio_slope_per_seed(df: pd.DataFrame) -> dict[int, float]:
     return out
 
 
-def analyze(df: pd.DataFrame, cfg: TheoryConfig) -> list[Claim]:
+def claims(df: pd.DataFrame, cfg: TheoryConfig) -> list[Claim]:
     sw = df[df.kind == "sweep"]
     seeds = sorted(sw.seed.unique())
     # 1. signs: scaled by the closed form so every grid point is O(1); > 0 iff the sign is right.
@@ -184,103 +192,26 @@ def analyze(df: pd.DataFrame, cfg: TheoryConfig) -> list[Claim]:
 # ----------------------------------------------------------------------------- figures
 
 
-def hooke_figure(points: pd.DataFrame, title: str, xlabel: str, ylabel: str = "|Δγ| (change in normalised rate)"):
-    """Log-log |Δγ_i| against |D_i|: one marker pair (D_a, D_p) per k joined by a line, slope −1 guides."""
-    import matplotlib.pyplot as plt
+def figures(df: pd.DataFrame, cfg: TheoryConfig) -> list:
+    from ..report.compression import hooke_figure, theory_ratio_figure, theory_robustness_figure
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    cmap = plt.get_cmap("viridis")
-    ks = sorted(points.k.unique())
-    for i, k in enumerate(ks):
-        g = points[points.k == k].sort_values("size")
-        color = cmap(0.1 + 0.8 * i / max(1, len(ks) - 1))
-        ax.plot(g["size"], g["delta"], "-", color=color, lw=1)
-        for _, r in g.iterrows():
-            ax.plot(r["size"], r["delta"], "o" if r["dataset"] == "D_a" else "s", color=color, ms=6)
-        # Hooke guide through the D_a point: |Δγ| ∝ 1/|D|
-        a = g[g.dataset == "D_a"]
-        if len(a):
-            xs = np.array([g["size"].min(), g["size"].max()])
-            ax.plot(xs, float(a["delta"].iloc[0]) * float(a["size"].iloc[0]) / xs, ":", color="0.5", lw=0.8)
-        ax.plot([], [], "-", color=color, label=f"k = {k:g}")
-    ax.plot([], [], "o", color="0.3", label="D_a (alignment)")
-    ax.plot([], [], "s", color="0.3", label="D_p (pre-training)")
-    ax.plot([], [], ":", color="0.5", label="slope −1 (Hooke)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot(df: pd.DataFrame, cfg: TheoryConfig, fig_dir: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    from ..report import figures as _figures  # noqa: F401  (selects the Agg backend)
-
-    paths = []
     sw = df[df.kind == "sweep"]
     if not len(sw):
-        return paths
-    # Derivative ratio against k, a few l values, mean and range over seeds.
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    ls = sorted(sw.l.unique())
-    pick = sorted({ls[0], ls[len(ls) // 2], ls[-1]})
-    cmap = plt.get_cmap("plasma")
-    for i, l in enumerate(pick):
-        g = sw[sw.l == l].groupby("k").ratio
-        color = cmap(0.1 + 0.7 * i / max(1, len(pick) - 1))
-        ax.plot(g.mean().index, g.mean().values, "o-", color=color, ms=4, label=f"l = {l:g}")
-        ax.fill_between(g.mean().index, g.min().values, g.max().values, color=color, alpha=0.15, lw=0)
-    ks = np.array(sorted(sw.k.unique()))
-    ax.plot(ks, ks, "--", color="0.3", lw=1, label="ratio = k (closed form)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("k = |D_p| / |D_a|")
-    ax.set_ylabel("|dγ_a/dl| / |dγ_p/dl|")
-    ax.set_title("theory · derivative ratio against k (simulator)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    p = fig_dir / "theory_ratio_vs_k.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-
+        return []
+    out = [("theory_ratio_vs_k", theory_ratio_figure(sw))]
     # Hooke: at the largest l, |Δγ_i| against |D_i| (units of |D_a|), mean over seeds.
-    top = sw[sw.l == max(ls)].groupby("k")[["delta_norm_gamma_a", "delta_norm_gamma_p"]].mean().reset_index()
+    l_max = float(sw.l.max())
+    top = sw[sw.l == l_max].groupby("k")[["delta_norm_gamma_a", "delta_norm_gamma_p"]].mean().reset_index()
     pts = pd.concat([
         pd.DataFrame({"k": top.k, "dataset": "D_a", "size": 1.0, "delta": top.delta_norm_gamma_a.abs()}),
         pd.DataFrame({"k": top.k, "dataset": "D_p", "size": top.k, "delta": top.delta_norm_gamma_p.abs()}),
     ])
-    fig = hooke_figure(pts, f"theory · Hooke's law at l = {max(ls):g} (simulator)", "|D_i| (units of |D_a|)")
-    p = fig_dir / "theory_hooke.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-
+    out.append(("theory_hooke", hooke_figure(pts, f"theory · Hooke's law at l = {l_max:g} (simulator)",
+                                             "|D_i| (units of |D_a|)")))
     rob = df[df.kind == "robustness"] if "share_opposite_signs" in df.columns else df.iloc[0:0]
     if len(rob):
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        ax.scatter(rob.chi2_t_p, rob.share_opposite_signs, c=rob.t_rank_noise, cmap="viridis", s=18)
-        ax.axvline(1.0 / max(ls), ls="--", color="0.3", lw=1, label=f"χ² = 1/l_max = {1 / max(ls):g}")
-        ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlim(left=0.0)
-        ax.set_xlabel("χ²(p_t ‖ p_p): perturbation's distance from pre-training data")
-        ax.set_ylabel("share of (k, l) with opposite signs")
-        ax.set_title("theory · when does the sign of dγ_p/dl hold?", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
-        fig.tight_layout()
-        p = fig_dir / "theory_sign_robustness.png"
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(p)
-    return paths
+        out.append(("theory_sign_robustness", theory_robustness_figure(rob, l_max)))
+    return out
 
 
 EXPERIMENT = Experiment(
@@ -288,7 +219,7 @@ EXPERIMENT = Experiment(
     description="simulate the elasticity theorem on token trees: opposite signs, ratio ∝ k, Hooke's law (P1 §4)",
     config_cls=TheoryConfig,
     presets=PRESETS,
-    run=run,
-    analyze=analyze,
-    plot=plot,
+    cells=cells,
+    claims=claims,
+    figures=figures,
 )
