@@ -127,7 +127,7 @@ def test_read_texts_formats_and_errors(tmp_path):
     with pytest.raises(SpringbackError, match="not found"):
         read_texts(tmp_path / "missing.txt")
     bad = tmp_path / "c.jsonl"
-    bad.write_text('{"content": "no text field"}\n')
+    bad.write_text('{"id": 3, "score": 0.5}\n')  # no text column, no known format
     with pytest.raises(SpringbackError, match="text"):
         read_texts(bad)
     (tmp_path / "d.jsonl").write_text("{not json\n")

@@ -50,7 +50,6 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import gzip
-import json
 import lzma
 import math
 from pathlib import Path
@@ -303,52 +302,9 @@ def baseline_sizes(data: bytes) -> dict[str, int]:
 
 # ----------------------------------------------------------------------------- files (springback compress)
 
-
-def read_texts(path: str | Path, max_bytes: int | None = None) -> list[str]:
-    """Texts of a data file: ``.jsonl`` (one ``{"text": ...}`` per line) or plain text (one text per non-empty line).
-
-    ``max_bytes`` keeps texts in order until their UTF-8 bytes reach it, cutting the last one
-    at a character boundary.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise SpringbackError(f"data file not found: {p}")
-    try:
-        raw = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpringbackError(f"data file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    texts: list[str] = []
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SpringbackError(f"{p}:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise SpringbackError(f"{p}:{n}: expected an object with a string \"text\" field")
-            texts.append(row["text"])
-    else:
-        texts = [line for line in raw.splitlines() if line.strip()]
-    if max_bytes is not None:
-        if max_bytes < 1:
-            raise SpringbackError(f"--max-bytes must be >= 1, got {max_bytes}")
-        kept, used = [], 0
-        for t in texts:
-            b = t.encode("utf-8")
-            if used + len(b) <= max_bytes:
-                kept.append(t)
-                used += len(b)
-                continue
-            rest = b[: max_bytes - used].decode("utf-8", errors="ignore")  # drops a split character
-            if rest.strip():
-                kept.append(rest)
-            break
-        texts = kept
-    if not texts:
-        raise SpringbackError(f"no text in {p}" + (" (jsonl needs a \"text\" field)" if p.suffix == ".jsonl" else ""))
-    return texts
+# Files are read where every other data file is: one set of loaders (csv, json, parquet, text
+# lines split on "\n" only). Re-exported here so ``measure.compression.read_texts`` keeps working.
+from ..data.loading import read_texts  # noqa: E402
 
 
 def compress_file(
