@@ -85,7 +85,9 @@ def test_pretraining_order_is_the_order_train_visits(monkeypatch):
     monkeypatch.setattr(tr, "collate", spy)
     train(build_model("nano", tok, 0), tok, corpus, TrainConfig(batch_size=8, epochs=2), seed=3, loss_on="all",
           progress=False)
-    encoded = [tuple(tr.encode(tok, ex.prompt, ex.response, "all", 64).input_ids) for ex in corpus]
+    from springback.tokens import encode
+
+    encoded = [tuple(encode(tok, ex.prompt, ex.response, "all", 64).input_ids) for ex in corpus]
     assert seen == [encoded[i] for i in pretraining_order(len(corpus), 3, epochs=2)]
     counts = pretraining_token_counts(_spec(WorldConfig(n_task_examples=30, n_general_examples=10), 3,
                                             pretrain=TrainConfig(epochs=2)))

@@ -50,6 +50,11 @@ class ModelConfig:
     lora_r: int = 0  # LoRA rank for fine-tuning stages (0 = full fine-tuning)
     lora_alpha: int = 16
     gradient_checkpointing: bool = False
+    # How prompts and responses are put into the model's text: "none" (raw text: prompt, space,
+    # response — P1's protocol on base models), "auto" (the tokenizer's chat template when it has
+    # one, else none) or a Jinja template file. Applied the same way in training, scoring and
+    # sampling; with a template, data prompts are not also wrapped in data.template unless set.
+    chat_template: str = "none"
 
 
 @dataclasses.dataclass
@@ -66,7 +71,10 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant (the paper) | linear (decay to 0) | cosine
     warmup_examples: int = 0
     max_grad_norm: float = 0.0  # 0 disables clipping
-    max_length: int = 64  # tokens per example (prompt + response), longer ones are cut
+    max_length: int = 64  # tokens per example (prompt + response)
+    # An example longer than max_length: "left" cuts its prompt from the left (the response and EOS
+    # stay), "drop" drops it and draws the next one of the stream (counted), "error" stops the run.
+    truncation: str = "left"
 
 
 @dataclasses.dataclass
@@ -80,6 +88,9 @@ class MeasureConfig:
     kl: bool = True  # KL(model || reference) on the evaluation prompts
     vader: bool = True  # VADER compound score of the samples (sentiment-like worlds only)
     batch_size: int = 256  # sequences per forward pass when scoring; results do not depend on it
+    # Tokens per scored (prompt, reference completion) pair: prompts are cut from the left to fit;
+    # a completion that does not fit at all is an error (found before any training).
+    max_length: int = 128
 
 
 # ----------------------------------------------------------------------------- dict <-> dataclass

@@ -26,7 +26,7 @@ from . import runtime
 from .config import TrainConfig
 from .errors import ConfigError, DivergenceError
 from .teacher import per_example_loss
-from .tokens import collate, encode, pad_id
+from .tokens import Encoded, Encoder, collate, pad_id
 
 @dataclasses.dataclass
 class TrainResult:
@@ -90,8 +90,11 @@ def train(
     on_measure: Callable[[int, torch.nn.Module], bool | None] | None = None,
     shuffle: bool = True,
     progress: bool = True,
+    encoder: Encoder | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``examples`` (objects with ``prompt`` and ``response``).
+    """Train ``model`` in place on ``examples``: objects with ``prompt`` and ``response`` (encoded
+    here with ``encoder``, default raw text with ``cfg.max_length`` and ``cfg.truncation``), or
+    :class:`~springback.tokens.Encoded` examples encoded by the caller.
 
     ``on_measure(n_examples, model)`` is called before training when 0 is in ``measure_at``
     and after exactly n examples for every other n in ``measure_at`` (n counts across epochs).
@@ -105,7 +108,11 @@ def train(
         raise ConfigError(f"stage '{stage}': lr must be > 0, got {cfg.lr}")
     acc = runtime.accelerator()
     world, rank = acc.num_processes, acc.process_index
-    encoded = [encode(tokenizer, ex.prompt, ex.response, loss_on, cfg.max_length) for ex in examples]
+    if len(examples) and isinstance(examples[0], Encoded):
+        encoded = list(examples)
+    else:
+        encoder = encoder or Encoder(tokenizer, "none", cfg.max_length, cfg.truncation)
+        encoded, _ = encoder.encode_all(examples, loss_on)
     n = len(encoded)
     total = n * cfg.epochs
     points = sorted(set(int(m) for m in measure_at))

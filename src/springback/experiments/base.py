@@ -49,9 +49,9 @@ def model_label(model: ModelConfig) -> str:
     return (Path(model.path).name or model.path) if model.path else model.preset
 
 
-def finetune_options(model: ModelConfig) -> dict:
-    """Fine-tuning options that change results (a cell-key part): LoRA rank and scale."""
-    return {"lora_r": model.lora_r, "lora_alpha": model.lora_alpha}
+def model_options(model: ModelConfig) -> dict:
+    """Model options that change results (a cell-key part): LoRA rank and scale, chat template."""
+    return {"lora_r": model.lora_r, "lora_alpha": model.lora_alpha, "chat_template": model.chat_template}
 
 
 def run_options(model: ModelConfig) -> dict:

@@ -47,7 +47,7 @@ from ..analysis.derivatives import derivative_table, share_opposite_signs, sign_
 from ..config import ModelConfig, TrainConfig, WorldConfig
 from ..errors import ConfigError
 from ..pipeline import DEFAULT_PRETRAIN, Cell, DataSpec, MeasureSpec, Stage, labels, pretrain_spec, world_spec
-from .base import Experiment, finetune_options, model_label, run_options
+from .base import Experiment, model_options, model_label, run_options
 from .theory import band_verdict
 
 HELDOUT_SEED_OFFSET = 7919  # held-out samples are fresh draws, seeded apart from every training set
@@ -113,7 +113,7 @@ def cells(cfg: CompressionConfig) -> list[Cell]:
                      "n_task_examples": cfg.world.n_task_examples, "n_general_examples": cfg.world.n_general_examples}
             common = dict(experiment="compression", source=spec, measure=MeasureSpec("rates", rates),
                           base=pretrain_spec(world, cfg.world, cfg.model, cfg.pretrain, seed), seed=seed,
-                          finetune=finetune_options(cfg.model), options=run_options(cfg.model))
+                          model_options=model_options(cfg.model), options=run_options(cfg.model))
             row = {"world": world, "model": model_label(cfg.model), "seed": seed, "n_pretrain": n_pretrain(cfg)}
             out.append(Cell(name=f"{world} base s{seed}", labels=labels(**row, n_aligned=0), measure_base=True,
                             **common))

@@ -63,7 +63,7 @@ from ..pipeline import (
     world_spec,
 )
 from ..worlds import get_world
-from .base import Experiment, finetune_options, model_label, run_options
+from .base import Experiment, model_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -154,7 +154,7 @@ def cells(cfg: DynamicsConfig) -> list[Cell]:
                     base=pretrain_spec(world, cfg.world, cfg.model, cfg.pretrain, seed), stages=stages, measure=forces,
                     labels=labels(kind="network", world=world, model=model_label(cfg.model), seed=seed, narrowness=k,
                                   n_templates=n_templates(world, k)),
-                    finetune=finetune_options(cfg.model), options=run_options(cfg.model)))
+                    model_options=model_options(cfg.model), options=run_options(cfg.model)))
     return out
 
 

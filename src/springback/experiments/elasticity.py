@@ -29,7 +29,7 @@ from ..config import MeasureConfig, ModelConfig, TrainConfig
 from ..data import DataConfig
 from ..errors import ConfigError
 from ..pipeline import BaseSpec, Cell, DataSpec, MeasureSpec, Stage, data_spec, labels, source_name, world_spec
-from .base import Experiment, checkpoint_measure, finetune_options, model_label, run_options
+from .base import Experiment, checkpoint_measure, model_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -87,7 +87,7 @@ def cells(cfg: ElasticityConfig) -> list[Cell]:
     name = source_name(source)
     mc = cfg.model
     aligned = BaseSpec(path=mc.path, revision=mc.revision, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code)
-    common = dict(experiment="elasticity", source=source, finetune=finetune_options(mc), options=run_options(mc))
+    common = dict(experiment="elasticity", source=source, model_options=model_options(mc), options=run_options(mc))
     out = []
     for seed in cfg.seeds:
         if cfg.base:

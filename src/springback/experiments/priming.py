@@ -59,7 +59,7 @@ from ..pipeline import (
     source_specs,
     uses_data,
 )
-from .base import Experiment, finetune_options, model_label, run_options
+from .base import Experiment, model_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -140,7 +140,7 @@ def cells(cfg: PrimingConfig) -> list[Cell]:
                             base=pretrain_spec(name, cfg.world, cfg.model, cfg.pretrain, seed), stages=stages,
                             measure=score, measure_base=True,
                             labels=labels(world=name, model=model_label(cfg.model), seed=seed, arm="primed"),
-                            finetune=finetune_options(cfg.model), options=run_options(cfg.model)))
+                            model_options=model_options(cfg.model), options=run_options(cfg.model)))
     return out
 
 

@@ -33,7 +33,7 @@ from ..pipeline import (
     source_specs,
     uses_data,
 )
-from .base import Experiment, checkpoint_measure, finetune_options, model_label, run_options
+from .base import Experiment, checkpoint_measure, model_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -84,7 +84,7 @@ def curve_cells(experiment: str, source: dict, base: BaseSpec, row: dict, n_pos:
     (seed ``seed + 1``), measured after every n⁻. ``row``: labels of every row (world, model, …)."""
     n_neg = tuple(sorted(set([0] + list(n_neg))))
     common = dict(experiment=experiment, source=source, base=base, measure=measure,
-                  finetune=finetune_options(model), options=run_options(model), seed=seed)
+                  model_options=model_options(model), options=run_options(model), seed=seed)
     out = [Cell(name=f"{tag} base s{seed}", labels=labels(**row, seed=seed, n_aligned=0), measure_base=True, **common)]
     for n in n_pos:
         stages = (Stage("align", DataSpec("aligned", n, seed), align, seed),

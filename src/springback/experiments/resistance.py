@@ -60,7 +60,7 @@ from ..models.training import finish_training
 from ..pipeline import DEFAULT_PRETRAIN, Cell, clone, finetune, labels, pretrain_spec, source_name, source_specs, uses_data
 from ..pipeline.runner import load_base
 from ..worlds.base import ALIGNED, Example
-from .base import Experiment, finetune_options, model_label, run_options
+from .base import Experiment, model_options, model_label, run_options
 
 
 @dataclasses.dataclass
@@ -148,7 +148,7 @@ def cells(cfg: ResistanceConfig) -> list[Cell]:
                 out.append(Cell(experiment="resistance", name=f"{name} {model_label(mc)} s{seed}", source=spec, seed=seed,
                                 base=pretrain_spec(name, cfg.world, mc, cfg.pretrain, seed),
                                 labels=labels(world=name, model=model_label(mc), seed=seed), params=params,
-                                finetune=finetune_options(mc), options=run_options(mc),
+                                model_options=model_options(mc), options=run_options(mc),
                                 runner="springback.experiments.resistance:pair_cell"))
     return out
 
@@ -157,7 +157,7 @@ def pair_cell(cell: Cell, ctx: Any) -> list[dict]:
     """SFT with checkpoints θ1..θk, their answers, then every pair in both directions."""
     base, tok, source = load_base(ctx, cell)
     p, seed = cell.params, cell.seed
-    opts = {**cell.finetune, **cell.options}
+    opts = {**cell.model_options, **cell.options}
     align, ft, a = TrainConfig(**p["align"]), TrainConfig(**p["finetune"]), AnswerConfig(**p["answers"])
     sft, prompts = source.sft_data(p["n_align_examples"], seed, p["n_prompts"])
     points = checkpoint_points(len(sft), p["checkpoint_fractions"])

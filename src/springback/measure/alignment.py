@@ -68,9 +68,10 @@ class ReferenceBatches:
     """The pairs of prompts × (A ∪ N), tokenised once, for measuring many checkpoints exactly."""
 
     def __init__(self, tokenizer: Any, prompts: Sequence[str], aligned: Sequence[str], opposing: Sequence[str],
-                 batch_size: int = 256, max_length: int = 128):
+                 batch_size: int = 256, max_length: int = 128, chat_template: str = "none"):
         self.n_aligned = len(aligned)
-        self.pairs = TokenizedPairs(tokenizer, prompts, list(aligned) + list(opposing), batch_size, max_length)
+        self.pairs = TokenizedPairs(tokenizer, prompts, list(aligned) + list(opposing), batch_size, max_length,
+                                    chat_template)
 
     def logprobs(self, model: torch.nn.Module) -> torch.Tensor:
         """log p(completion + EOS | prompt) in nats. [P, |A| + |N|]"""

@@ -6,8 +6,9 @@ from typing import Any, Sequence
 
 import torch
 
+from ..errors import SpringbackError
 from ..teacher import sequence_logprobs
-from ..tokens import collate, encode, pad_id
+from ..tokens import Encoder, collate, pad_id
 
 
 class TokenizedPairs:
@@ -18,14 +19,20 @@ class TokenizedPairs:
     """
 
     def __init__(self, tokenizer: Any, prompts: Sequence[str], completions: Sequence[str],
-                 batch_size: int = 256, max_length: int = 128):
+                 batch_size: int = 256, max_length: int = 128, chat_template: str = "none"):
         self.n_prompts, self.n_completions = len(prompts), len(completions)
         pairs = [(p, c) for p in prompts for c in completions]
+        # A prompt that does not fit is cut from the left (the completion is conditioned on its end);
+        # a completion that does not fit cannot be scored exactly: that is an error, never a silent cut.
+        encoder = Encoder(tokenizer, chat_template, max_length, "left")
+        encoded, report = encoder.encode_all(pairs)
+        if report.n_response_cut:
+            longest = max(len(encoder.encode("", c).input_ids) for c in completions)
+            raise SpringbackError(f"{report.n_response_cut} scored completions do not fit in measure.max_length="
+                                  f"{max_length} tokens (the longest has {longest}): raise measure.max_length")
+        self.report = report
         pad = pad_id(tokenizer)
-        self.batches = [
-            collate([encode(tokenizer, p, c, "response", max_length) for p, c in pairs[i : i + batch_size]], pad)
-            for i in range(0, len(pairs), batch_size)
-        ]
+        self.batches = [collate(encoded[i : i + batch_size], pad) for i in range(0, len(pairs), batch_size)]
 
     @torch.no_grad()
     def logprobs(self, model: torch.nn.Module) -> torch.Tensor:
@@ -52,6 +59,7 @@ def completion_logprobs(
     completions: Sequence[str],
     batch_size: int = 256,
     max_length: int = 128,
+    chat_template: str = "none",
 ) -> torch.Tensor:
     """log p(completion + EOS | prompt) in nats for every pair. Returns [len(prompts), len(completions)]."""
-    return TokenizedPairs(tokenizer, prompts, completions, batch_size, max_length).logprobs(model)
+    return TokenizedPairs(tokenizer, prompts, completions, batch_size, max_length, chat_template).logprobs(model)

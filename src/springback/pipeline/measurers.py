@@ -77,14 +77,16 @@ class Env:
     load_reference: Callable[[str], torch.nn.Module]
 
 
-def reference_batches(env: Env, prompts: Sequence[str], batch_size: int, max_length: int = 128) -> ReferenceBatches | None:
+def reference_batches(env: Env, prompts: Sequence[str], cfg: MeasureConfig) -> ReferenceBatches | None:
     """The prompts × (A ∪ N) pairs tokenised once per (base, source, prompts); None without both sides."""
     a_set, n_set = env.source.reference_sets()
     if not (a_set and n_set):
         return None
-    key = {"batches": env.cell.base.key(), "source": env.cell.source, "prompts": list(prompts), "bs": batch_size,
-           "max_length": max_length}
-    return env.memo(key, lambda: ReferenceBatches(env.tokenizer, prompts, a_set, n_set, batch_size, max_length))
+    chat = env.cell.model_options.get("chat_template", "none")
+    key = {"batches": env.cell.base.key(), "source": env.cell.source, "prompts": list(prompts), "bs": cfg.batch_size,
+           "max_length": cfg.max_length, "chat_template": chat}
+    return env.memo(key, lambda: ReferenceBatches(env.tokenizer, prompts, a_set, n_set, cfg.batch_size, cfg.max_length,
+                                                  chat))
 
 
 class CheckpointMeasure(Measurer):
@@ -95,7 +97,7 @@ class CheckpointMeasure(Measurer):
         self.cfg = MeasureConfig(**params["measure"])
         self.prompts = env.source.eval_prompts(params["n_eval_prompts"])
         self.seed = env.cell.seed
-        self.batches = reference_batches(env, self.prompts, self.cfg.batch_size)
+        self.batches = reference_batches(env, self.prompts, self.cfg)
         ref = params.get("kl_reference", "base")  # "base" | "none" | a model path
         self.reference = None if ref == "none" else env.base if ref == "base" else env.load_reference(ref)
         self.reference_measure = None
@@ -173,7 +175,8 @@ class ForcesMeasure(Measurer):
         self.prompts = env.source.eval_prompts(params["n_eval_prompts"])
         self.a_set, self.n_set = env.source.reference_sets()
         # One tokenisation per cell, shared by its stages (not memoised across cells).
-        self.batches = ReferenceBatches(env.tokenizer, self.prompts, self.a_set, self.n_set, params["batch_size"])
+        self.batches = ReferenceBatches(env.tokenizer, self.prompts, self.a_set, self.n_set, params["batch_size"],
+                                        params.get("max_length", 128), env.cell.model_options.get("chat_template", "none"))
         self._q: dict[int, Any] = {}
 
     def __call__(self, model: torch.nn.Module, point: Point) -> dict[str, Any]:
@@ -207,7 +210,7 @@ class ScoreMeasure(Measurer):
     def __init__(self, env: Env, params: dict):
         self.prompts = env.source.eval_prompts(params["n_eval_prompts"])
         cfg = MeasureConfig(**params["measure"])
-        self.batches = reference_batches(env, self.prompts, cfg.batch_size)
+        self.batches = reference_batches(env, self.prompts, cfg)
         if self.batches is not None:
             self.kind = "exact_S"
             self.fn = lambda m: float(self.batches.measure(m).score.mean())

@@ -29,6 +29,8 @@ COLUMNS: dict[str, tuple[tuple[type, ...], str]] = {
     "n_opposing": (_F, "opposing examples seen (P1's n⁻); set on rows of opposing stages"),
     "kind": (_S, "row type where an experiment writes several (theory: sweep | huffman | robustness; dynamics: softmax | network)"),
     "arm": (_S, "priming: primed (aligned, then returned) or control (never aligned)"),
+    "n_truncated": (_I, "examples of the row's stage cut to max_length (prompt from the left); absent when none"),
+    "n_dropped": (_I, "examples of the row's stage dropped as too long and replaced from the stream; absent when none"),
     # --- exact alignment measures (SPEC §5)
     "pi_pos": (_F, "exact π⁺: aligned share of the reference completions A ∪ N, prompt mean"),
     "score_S": (_F, "alignment score S = log(π⁺/π⁻), exact over A and N, prompt mean"),

@@ -115,7 +115,7 @@ class Cell:
     measure: MeasureSpec = MeasureSpec("none")
     labels: tuple[tuple[str, Any], ...] = ()
     measure_base: bool = False  # write a row for the base model (stage "base") before the stages
-    finetune: dict = dataclasses.field(default_factory=dict)  # LoRA options that change results
+    model_options: dict = dataclasses.field(default_factory=dict)  # LoRA rank/scale, chat template: they change results
     runner: str = "stages"  # "stages", or "module:function" for a protocol the stages cannot express
     params: dict = dataclasses.field(default_factory=dict)  # a custom runner's parameters
     seed: int = 0  # the cell's seed (sampling during measurement; custom runners)

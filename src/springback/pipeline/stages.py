@@ -20,7 +20,7 @@ import torch
 from ..config import ModelConfig, TrainConfig
 from ..errors import ConfigError
 from .measurers import Env, Point, build_measurer
-from .spec import BASE, Cell, Stage, StopRule
+from .spec import BASE, Cell, DataSpec, Stage, StopRule
 
 
 def clone(model: torch.nn.Module) -> torch.nn.Module:
@@ -46,6 +46,42 @@ def finetune(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Any], tr
         return train(wrapped, tokenizer, list(examples), train_cfg, seed=seed, **kwargs)
     finally:
         finish_training(wrapped)
+
+
+# ----------------------------------------------------------------------------- encoding a stage's data
+
+
+def stage_encoder(tokenizer: Any, cell: Cell, train_cfg: TrainConfig) -> Any:
+    """The :class:`~springback.tokens.Encoder` of a training stage: the cell's chat template, the
+    stage's ``max_length`` and ``truncation``."""
+    from ..tokens import Encoder
+
+    return Encoder(tokenizer, cell.model_options.get("chat_template", "none"), train_cfg.max_length, train_cfg.truncation)
+
+
+def encode_stream(source: Any, data: DataSpec, encoder: Any, loss_on: str = "response") -> tuple[list, list, Any]:
+    """(examples, encodings, report) of a stage: the first ``data.n_examples`` examples of the
+    seeded stream that survive encoding. Examples dropped by ``truncation="drop"`` are replaced by
+    the next ones of the same stream (the report counts them), so a stage always trains on n."""
+    from ..errors import SpringbackError
+
+    want, n = data.n_examples, data.n_examples
+    while True:
+        examples = source.stream(dataclasses.replace(data, n_examples=n))
+        encoded, report = encoder.encode_all(examples, loss_on)
+        if len(encoded) >= want or len(examples) < n:
+            break
+        missing = want - len(encoded)
+        try:
+            source.stream(dataclasses.replace(data, n_examples=n + 2 * missing))
+        except SpringbackError as exc:
+            raise SpringbackError(f"{report.n_dropped} of the first {n} {data.side} examples are longer than "
+                                  f"max_length={encoder.max_length} (truncation='drop') and the data has too few left "
+                                  f"to replace them: {exc}") from None
+        n += 2 * missing
+    keep = report.kept[:want]
+    report.n_dropped = keep[-1] + 1 - want if keep else report.n_dropped  # dropped before the last kept example
+    return [examples[i] for i in keep], encoded[:want], report
 
 
 # ----------------------------------------------------------------------------- returning to a level
@@ -180,9 +216,12 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
             r["n_opposing"] = 0  # the base has seen no opposing data
         elif stage.data.side == "opposing":
             r["n_opposing"] = n
+        if stage is not None and stage.name in reports:
+            r.update(reports[stage.name])
         r.update(values)
         return r
 
+    reports: dict[str, dict] = {}  # what truncation did to each stage's data (on its rows when not zero)
     base_values: dict = {}
     if cell.measure_base:
         base_values = measurer(base, Point(None, 0))
@@ -191,8 +230,10 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
     for k, stage in enumerate(cell.stages):
         if model is None or stage.start == "base":
             model = clone(base)
-        examples = source.stream(stage.data)
+        examples, encoded, report = encode_stream(source, stage.data, stage_encoder(tok, cell, stage.train))
         stage_rows: list[dict] = []
+        if report.n_truncated or report.n_dropped:
+            reports[stage.name] = {"n_truncated": report.n_truncated, "n_dropped": report.n_dropped}
         stop = stage.stop
         level, start_score = None, float("nan")
         if stop is not None and stop.kind == "level":
@@ -216,7 +257,7 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
                 return stop.value > 0 and values[stop.metric] >= stage_rows[0][stop.metric] + stop.value
             return level.after(n, m, values)
 
-        finetune(model, tok, examples, stage.train, {**cell.finetune, **cell.options}, seed=stage.seed, measure_at=stage.measure_at,
+        finetune(model, tok, encoded, stage.train, {**cell.model_options, **cell.options}, seed=stage.seed, measure_at=stage.measure_at,
                  on_measure=on_measure, shuffle=stage.data.shuffle, progress=ctx.progress,
                  stage=f"{stage.name} {cell.name}")
         rows += measurer.finish(stage, stage_rows)
