@@ -47,28 +47,62 @@ def classifier_dir(tmp_path_factory):
     return d, model.eval(), tok
 
 
-@pytest.fixture(scope="module")
-def cost_dir(tmp_path_factory):
-    """A tiny Llama score model saved the way safe-rlhf saves beaver-7b-v1.0-cost: the head is
-    ``score_head``; its tokenizer uses EOS as pad (the set-up that breaks naive pooling)."""
-    from safetensors.torch import load_file, save_file
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+def safe_rlhf_score_model(d, score_type: str, bias: bool, do_normalize: bool, seed: int = 2):
+    """A tiny score model saved in safe-rlhf's own published layout (PKU-Alignment/safe-rlhf,
+    ``safe_rlhf/models/score_model``; e.g. beaver-7b-v1.0-cost): ``config.json`` with architecture
+    ``LlamaForScore`` and the score fields (``score_dim``, ``bias``, ``score_type``, ``do_normalize``,
+    ``normalizer_type``, ``momentum``, ``mean``, ``var``), weights ``model.*`` (a LlamaModel) and
+    ``score_head.weight`` (+ ``score_head.bias``), no LM head; the tokenizer pads with EOS (the
+    set-up that breaks naive "last non-pad token" pooling). Returns (dir, backbone, head, tok)."""
+    import json
 
-    d = tmp_path_factory.mktemp("cost")
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig, LlamaModel
+
     tok = tokenizer()
     tok.pad_token = tok.eos_token
-    torch.manual_seed(2)
+    torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=tok.eos_token_id,
+                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.eos_token_id,
                       eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    model = LlamaForSequenceClassification(cfg).eval()
-    model.save_pretrained(str(d))
+    backbone = LlamaModel(cfg).eval()
+    head = torch.nn.Linear(16, 1, bias=bias)
+    weights = {f"model.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
+    weights["score_head.weight"] = head.weight.detach().clone()
+    if bias:
+        weights["score_head.bias"] = head.bias.detach().clone()
+    d.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(d / "model.safetensors"), metadata={"format": "pt"})
+    config = {**cfg.to_diff_dict(), "architectures": ["LlamaForScore"], "model_type": "llama", "score_dim": 1,
+              "bias": bias, "score_type": score_type, "do_normalize": do_normalize,
+              "normalizer_type": "ExponentialMovingAverage" if do_normalize else None, "momentum": 0.9,
+              "mean": [0.7], "var": [4.0]}
+    (d / "config.json").write_text(json.dumps(config))
     tok.save_pretrained(str(d))
-    weights = load_file(str(d / "model.safetensors"))
-    renamed = {("score_head." + k[len("score."):] if k.startswith("score.") else k): v for k, v in weights.items()}
-    assert any(k.startswith("score_head.") for k in renamed)
-    save_file(renamed, str(d / "model.safetensors"), metadata={"format": "pt"})
-    return d, model, tok
+    return d, backbone, head, tok
+
+
+def _safe_rlhf_end_scores(backbone, head, tok, texts, score_type, do_normalize):
+    """Oracle: safe-rlhf's score on each dialogue alone (prompt, space, completion, EOS): the head on
+    the last hidden state of the sequence, normalised by the config's statistics when do_normalize
+    (affine for reward, scale for cost)."""
+    out = []
+    with torch.no_grad():
+        for t in texts:
+            e = tok(t + tok.eos_token, return_tensors="pt")
+            h = backbone(**e).last_hidden_state[0, -1]
+            v = float(head(h))
+            if do_normalize:
+                v = (v - 0.7) / (2.0 + 1e-8) if score_type == "reward" else v / (2.0 + 1e-8)
+            out.append(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cost_dir(tmp_path_factory):
+    d, backbone, head, tok = safe_rlhf_score_model(tmp_path_factory.mktemp("cost") / "m", "cost", bias=False,
+                                                   do_normalize=False)
+    return d, backbone, head, tok
 
 
 def test_refusal_matcher():
@@ -118,23 +152,33 @@ def test_classifier_label_map_must_match(classifier_dir):
 
 
 def test_cost_head_sign_pooling_and_batch_size(cost_dir):
-    d, model, tok = cost_dir
+    d, backbone, head, tok = cost_dir
     cost = [make_scorer(f"cost:{d}", batch_size=b) for b in (1, 3, 8)]
-    reward = make_scorer(f"reward:{d}", batch_size=2)
-    # Oracle: the HF model on each dialogue alone (prompt + completion + EOS, no padding), read
-    # at the last token (pad_token_id None makes HF pool the last position of a single row).
-    dialogues = [tok(p + " " + t + tok.eos_token, return_tensors="pt") for p, t in zip(PROMPTS, TEXTS)]
-    with torch.no_grad():
-        model.config.pad_token_id = None
-        raw = [float(model(**e).logits[0, 0]) for e in dialogues]
-        # HF's own pooling with pad = EOS skips the final EOS and reads the wrong token.
-        model.config.pad_token_id = tok.eos_token_id
-        naive = [float(model(**e).logits[0, 0]) for e in dialogues]
-    assert max(abs(a - b) for a, b in zip(raw, naive)) > 1e-3
+    raw = _safe_rlhf_end_scores(backbone, head, tok, [p + " " + t for p, t in zip(PROMPTS, TEXTS)], "cost", False)
     for s in cost:
         assert s(TEXTS, PROMPTS) == pytest.approx([-r for r in raw], abs=1e-5)  # −cost: higher = safer
-    assert reward(TEXTS, PROMPTS) == pytest.approx(raw, abs=1e-5)
     assert cost[0].threshold == 0.0 and cost[0].labels([0.3, -0.3]) == [True, False]
+
+
+@pytest.mark.parametrize("score_type,bias,do_normalize", [("reward", True, True), ("cost", True, True),
+                                                          ("reward", False, False)])
+def test_safe_rlhf_score_models_in_their_published_layout(tmp_path, score_type, bias, do_normalize):
+    """The loader reads safe-rlhf's own format: the score_head name, its optional bias and the
+    config's normalisation (affine for reward, scale for cost), at the last attended token."""
+    d, backbone, head, tok = safe_rlhf_score_model(tmp_path / "m", score_type, bias, do_normalize, seed=5)
+    scorer = make_scorer(f"{score_type}:{d}", batch_size=3)
+    raw = _safe_rlhf_end_scores(backbone, head, tok, [p + " " + t for p, t in zip(PROMPTS, TEXTS)], score_type,
+                                do_normalize)
+    sign = -1.0 if score_type == "cost" else 1.0
+    assert scorer(TEXTS, PROMPTS) == pytest.approx([sign * r for r in raw], abs=1e-5)
+    # A model whose weights are not a score model's (extra tensors) is refused in one line.
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(str(d / "model.safetensors"))
+    w["value_head.weight"] = torch.zeros(1, 16)
+    save_file(w, str(d / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(SpringbackError, match="does not use"):
+        make_scorer(f"{score_type}:{d}")
 
 
 def test_score_head_refuses_a_model_without_one(tmp_path):

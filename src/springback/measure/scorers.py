@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import SpringbackError
@@ -217,6 +218,10 @@ def _load_sequence_model(path: str, dtype: str, what: str, num_labels: int | Non
         # transformers would silently put a randomly initialised head on, e.g., a plain LM.
         raise SpringbackError(f"'{path}' has no trained classification / score head ({fresh[0]} missing): "
                               f"is it a {what}?")
+    unexpected = [k for k in info.get("unexpected_keys", []) if k != "score.bias"]
+    if unexpected:
+        raise SpringbackError(f"'{path}' has weights the {what} does not use ({unexpected[0]}"
+                              f"{f' and {len(unexpected) - 1} more' if len(unexpected) > 1 else ''}): is it a {what}?")
     if tok.pad_token is None:
         prepare_tokenizer(tok)
     tok.padding_side = "right"
@@ -283,21 +288,72 @@ def classifier_scorer(path: str, label_map: dict[str, float] | str, *, batch_siz
     return Scorer("classifier", score, threshold, f"classifier {path}")
 
 
+def _safe_rlhf_head(path: str, config: Any, model: Any) -> tuple[Any, Any]:
+    """What a safe-rlhf score model adds to its linear head (``ScoreModelMixin`` in
+    PKU-Alignment/safe-rlhf, ``safe_rlhf/models/score_model/__init__.py``): an optional bias
+    (``config.bias``) and, with ``config.do_normalize``, normalisation by the running statistics
+    saved in the config — affine ((x − mean)/std) for ``score_type`` reward, scale (x/std) for
+    cost, none for critic. Returns (bias or None, normalise function)."""
+    import torch
+
+    bias = None
+    if getattr(config, "bias", False):
+        from safetensors import safe_open
+
+        from ..models import resolve_source
+
+        name, _ = resolve_source(path, "score model")
+        files = sorted(Path(name).glob("*.safetensors")) if Path(name).is_dir() else []
+        for f in files:
+            with safe_open(str(f), "pt") as fh:
+                if "score_head.bias" in fh.keys():
+                    bias = fh.get_tensor("score_head.bias").float()
+        if bias is None:
+            raise SpringbackError(f"'{path}': config says the score head has a bias (bias: true) but no score_head.bias "
+                                  "weight was found")
+    kind = getattr(config, "score_type", "reward")
+    if not getattr(config, "do_normalize", False) or kind == "critic":
+        return bias, lambda x: x
+    mean = torch.as_tensor(getattr(config, "mean", None) or [0.0], dtype=torch.float32)
+    std = torch.as_tensor(getattr(config, "var", None) or [1.0], dtype=torch.float32).sqrt()
+    eps = 1e-8  # safe-rlhf's Normalizer.normalize epsilon
+    if kind == "cost":
+        return bias, lambda x: x / (std + eps)
+    return bias, lambda x: (x - mean) / (std + eps)
+
+
 def _score_head_scorer(path: str, sign: float, name: str, *, batch_size: int = 8, dtype: str = "float32",
                        max_length: int = 1024, append_eos: bool = True) -> Scorer:
-    # safe-rlhf score models (beaver-7b-v1.0-reward / -cost) save their head as `score_head`;
-    # transformers' *ForSequenceClassification calls it `score`: rename on load.
-    model, tok = _load_sequence_model(path, dtype, f"{name} model", num_labels=1,
+    # safe-rlhf score models (beaver-7b-v1.0-reward / -cost; architecture LlamaForScore) store the
+    # backbone as `model.*` and the head as `score_head.*` with `score_dim` outputs; transformers'
+    # *ForSequenceClassification calls the head `score` (no bias): rename on load, add the bias and
+    # the config's normalisation back (_safe_rlhf_head).
+    from transformers import AutoConfig
+
+    from ..models import resolve_source
+
+    try:
+        cfg_name, cfg_kw = resolve_source(path, f"{name} model")
+        config = AutoConfig.from_pretrained(cfg_name, **cfg_kw)
+        score_dim = int(getattr(config, "score_dim", 1))
+    except Exception:  # noqa: BLE001 - _load_sequence_model reports it in one line
+        config, score_dim = None, 1
+    model, tok = _load_sequence_model(path, dtype, f"{name} model", num_labels=score_dim,
                                       key_mapping={r"^score_head\.": "score."})
     if model.config.num_labels != 1:
         raise SpringbackError(f"'{path}' has {model.config.num_labels} outputs; a {name} model has one score head")
+    bias, normalise = _safe_rlhf_head(path, model.config, model)
 
     def score(texts: list[str], prompts: list[str] | None) -> list[float]:
         # The head reads the whole dialogue: prompt (already templated) + completion, and
         # safe-rlhf scores the end of the sequence, after an EOS [their preference datasets].
-        full = [(p + " " + t) if p else t for p, t in zip(prompts or [""] * len(texts), texts)]
-        logits = _forward_logits(model, tok, full, batch_size, max_length, append_eos=append_eos)
-        return [sign * float(v) for v in logits[:, 0].tolist()]
+        from ..tokens import join_text
+
+        full = [join_text(p, t) for p, t in zip(prompts or [""] * len(texts), texts)]
+        logits = _forward_logits(model, tok, full, batch_size, max_length, append_eos=append_eos)  # [N, 1]
+        if bias is not None:
+            logits = logits + bias
+        return [sign * float(v) for v in normalise(logits)[:, 0].tolist()]
 
     return Scorer(name, score, 0.0, f"{name} head {path} ({'-cost' if sign < 0 else 'reward'}, higher = better)")
 
