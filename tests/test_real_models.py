@@ -215,3 +215,68 @@ def test_load_model_errors_directly(bad_inputs, tmp_path, monkeypatch):
     monkeypatch.setattr(models, "hub_reachable", lambda timeout_s=3.0: False)
     with pytest.raises(SpringbackError, match="not a local directory and the Hugging Face hub is not reachable"):
         load_model("meta-llama/Llama-2-7b-hf")
+
+
+# ----------------------------------------------------------------------------- honest loads
+
+
+def test_pickled_weights_need_an_explicit_opt_in(saved, tmp_path):
+    """Safetensors only by default: a checkpoint with only pytorch_model.bin is refused in one line,
+    and loads with allow_pickle (the user's decision for a checkpoint they trust)."""
+    import shutil
+
+    from springback.errors import SpringbackError
+
+    from safetensors.torch import load_file
+
+    model, tok = load_model(str(saved["llama"]))
+    d = tmp_path / "pickled"
+    shutil.copytree(saved["llama"], d)  # then swap its weights for the pickled format older checkpoints ship
+    torch.save(load_file(str(d / "model.safetensors")), d / "pytorch_model.bin")
+    (d / "model.safetensors").unlink()
+    with pytest.raises(SpringbackError, match="only pickled weights.*allow_pickle"):
+        load_model(str(d))
+    again, _ = load_model(str(d), allow_pickle=True)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    shutil.rmtree(d)
+
+
+def test_missing_weights_are_an_error_not_a_random_init(saved, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from springback.errors import SpringbackError
+
+    d = tmp_path / "truncated"
+    shutil.copytree(saved["llama"], d)
+    w = load_file(str(d / "model.safetensors"))
+    dropped = sorted(k for k in w if "layers.0.mlp" in k)[0]
+    del w[dropped]
+    save_file(w, str(d / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(SpringbackError, match="weights missing from") as err:
+        load_model(str(d))
+    assert dropped in str(err.value) and "\n" not in str(err.value)
+    w2 = load_file(str(saved["llama"] / "model.safetensors"))
+    w2["extra.weight"] = torch.zeros(2)
+    save_file(w2, str(d / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(SpringbackError, match="weights unexpected in"):
+        load_model(str(d))
+
+
+def test_files_springback_writes_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from springback.io import RecordLog, atomic_write_json, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        atomic_write_json(tmp_path / "b.json", {"a": 1})
+        RecordLog(tmp_path / "records.jsonl").append_cell("c", [{"x": 1}])
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.json", "records.jsonl"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name

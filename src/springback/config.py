@@ -47,6 +47,7 @@ class ModelConfig:
     revision: str = ""  # hub revision / branch (e.g. Pythia "step1000"); empty = default
     dtype: str = "float32"  # float32 | bfloat16 | float16
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # load pickled weights (*.bin, can run code) when a checkpoint has no safetensors
     lora_r: int = 0  # LoRA rank for fine-tuning stages (0 = full fine-tuning)
     lora_alpha: int = 16
     gradient_checkpointing: bool = False

@@ -49,10 +49,19 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(_clean(obj), default=_json_default, allow_nan=False, **kwargs)
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets (0666 minus the umask, usually 0644): mkstemp makes 0600
+    files, which other users of a shared run directory could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: str | Path, data: str | bytes, mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _file_mode())
     try:
         with os.fdopen(fd, mode) as fh:
             fh.write(data)

@@ -86,12 +86,14 @@ def cells(cfg: ElasticityConfig) -> list[Cell]:
     source = _source(cfg)
     name = source_name(source)
     mc = cfg.model
-    aligned = BaseSpec(path=mc.path, revision=mc.revision, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code)
+    aligned = BaseSpec(path=mc.path, revision=mc.revision, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code,
+                       allow_pickle=mc.allow_pickle)
     common = dict(experiment="elasticity", source=source, model_options=model_options(mc), options=run_options(mc))
     out = []
     for seed in cfg.seeds:
         if cfg.base:
-            base = BaseSpec(path=cfg.base, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code)
+            base = BaseSpec(path=cfg.base, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code,
+                            allow_pickle=mc.allow_pickle)
             out.append(Cell(name=f"base s{seed}", base=base, measure_base=True, seed=seed,
                             measure=MeasureSpec("checkpoint", checkpoint_measure(cfg.measure, cfg.n_eval_prompts, "none")),
                             labels=labels(world=name, model=Path(cfg.base).name or cfg.base, seed=seed), **common))

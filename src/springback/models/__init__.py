@@ -158,13 +158,17 @@ def load_model(
     revision: str = "",
     dtype: str = "float32",
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> tuple[torch.nn.Module, Any]:
     """Load a causal LM and its tokenizer from a local directory or a hub id.
 
-    Weights are read from safetensors where available; ``trust_remote_code`` stays off unless
-    asked. A tokenizer without a pad token gets its EOS token as pad (left alone otherwise).
-    Every failure the user can fix (missing path, not a causal LM, hub id while offline)
-    raises :class:`SpringbackError` with one line.
+    Weights are read from safetensors only: pickled weights (``pytorch_model.bin``) can run code
+    when loaded, so they need ``allow_pickle=True`` (``model.allow_pickle``). ``trust_remote_code``
+    stays off unless asked. Weights the architecture expects but the checkpoint lacks (they would
+    be randomly initialised) or holds but the architecture does not use are an error, not a
+    warning. A tokenizer without a pad token gets its EOS token as pad (left alone otherwise).
+    Every failure the user can fix (missing path, not a causal LM, hub id while offline, pickled
+    or mismatched weights) raises :class:`SpringbackError` with one line.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -184,15 +188,26 @@ def load_model(
         raise SpringbackError(f"cannot load model config from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
     check_causal_lm(config, path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype(dtype), use_safetensors=None, **kw)
+        model, info = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype(dtype), output_loading_info=True,
+                                                           use_safetensors=None if allow_pickle else True, **kw)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise SpringbackError(f"'{path}' is not a causal language model ({type(config).__name__})") from None
         raise SpringbackError(f"cannot load model from '{path}': {str(exc).splitlines()[0]}") from None
     except OSError as exc:
+        if not allow_pickle and Path(name).is_dir() and not list(Path(name).glob("*.safetensors")) \
+                and list(Path(name).glob("*.bin")):
+            raise SpringbackError(f"'{path}' has only pickled weights (*.bin), which can run code when loaded: convert "
+                                  "them to safetensors, or set model.allow_pickle=true for a checkpoint you trust") from None
         if offline:
             raise SpringbackError(_offline_line(path, "model")) from None
         raise SpringbackError(f"cannot load model from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
+    for kind, keys in (("missing from", info.get("missing_keys") or []), ("unexpected in", info.get("unexpected_keys") or [])):
+        keys = sorted(keys)
+        if keys:
+            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+            raise SpringbackError(f"weights {kind} '{path}': {keys[0]}{more} (a {type(config).__name__} checkpoint "
+                                  "with other weights than its architecture's: truncated or converted wrongly?)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kw)
     except Exception as exc:  # noqa: BLE001
@@ -214,7 +229,7 @@ def load(path: str, model_cfg: Any = None) -> tuple[torch.nn.Module, Any]:
 
     mc = model_cfg or ModelConfig()
     model, tok = load_model(path, revision=mc.revision if mc.path == path else "", dtype=mc.dtype,
-                            trust_remote_code=mc.trust_remote_code)
+                            trust_remote_code=mc.trust_remote_code, allow_pickle=mc.allow_pickle)
     model.to(device()).eval()
     return model, tok
 

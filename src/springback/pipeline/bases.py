@@ -36,7 +36,7 @@ def pretrain_spec(world: str, world_cfg: WorldConfig, model_cfg: ModelConfig, pr
     pre-trained on ``world``'s corpus with ``seed`` (optionally one snapshot of that run)."""
     if model_cfg.path:
         return BaseSpec(path=model_cfg.path, revision=model_cfg.revision, dtype=model_cfg.dtype,
-                        trust_remote_code=model_cfg.trust_remote_code)
+                        trust_remote_code=model_cfg.trust_remote_code, allow_pickle=model_cfg.allow_pickle)
     pre = {"world": world, "prior": world_cfg.prior, "n_task_examples": world_cfg.n_task_examples,
            "n_general_examples": world_cfg.n_general_examples, "preset": model_cfg.preset,
            "pretrain": to_dict(pretrain), "seed": seed}

@@ -60,7 +60,7 @@ def load_base(ctx: Any, cell: Cell) -> tuple[Any, Any, Any]:
     def build():
         path = base_path(ctx, spec)
         mc = ModelConfig(path=spec.path, revision=spec.revision, dtype=spec.dtype,
-                         trust_remote_code=spec.trust_remote_code)
+                         trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle)
         return load(path, mc)
 
     model, tok = ctx.memo({"base": spec.key()}, build)

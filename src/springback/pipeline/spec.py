@@ -81,6 +81,7 @@ class BaseSpec:
     revision: str = ""
     dtype: str = "float32"
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # may its weights be pickled (*.bin)? see models.load_model
     pretrain: dict = dataclasses.field(default_factory=dict)
     snapshots: tuple[int, ...] = ()
     at: int = 0

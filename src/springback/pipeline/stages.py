@@ -288,4 +288,5 @@ def load_reference(ctx: Any, cell: Cell, path: str) -> torch.nn.Module:
     from ..models import load
 
     return ctx.memo({"reference": path, "dtype": cell.base.dtype}, lambda: load(path, ModelConfig(
-        path=path, dtype=cell.base.dtype, trust_remote_code=cell.base.trust_remote_code))[0])
+        path=path, dtype=cell.base.dtype, trust_remote_code=cell.base.trust_remote_code,
+        allow_pickle=cell.base.allow_pickle))[0])
