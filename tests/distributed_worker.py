@@ -15,16 +15,20 @@ import torch
 
 
 def train_params(model_dir: str, train_file: str) -> torch.Tensor:
-    """Parameters after one short training run; the same function runs in 1 and 2 processes."""
+    """Parameters at the start and after each of two training stages (a fresh optimizer each,
+    as pipeline stages run); the same function runs in 1 and 2 processes. [3, n_params]"""
     from springback.config import TrainConfig
     from springback.data import load_examples
     from springback.models import load_model
     from springback.train import train
 
     model, tok = load_model(model_dir)
-    examples = load_examples(train_file, "imdb", prefix_words=4)[:24]
-    train(model, tok, examples, TrainConfig(lr=1e-2, batch_size=8), seed=0, progress=False)
-    return torch.cat([p.detach().cpu().flatten() for p in model.parameters()])
+    examples = load_examples(train_file, "imdb", prefix_words=4)
+    snaps = [torch.cat([p.detach().cpu().flatten() for p in model.parameters()])]
+    for stage, chunk in enumerate((examples[:24], examples[24:48])):
+        train(model, tok, chunk, TrainConfig(lr=1e-2, batch_size=8), seed=stage, stage=f"stage {stage}", progress=False)
+        snaps.append(torch.cat([p.detach().cpu().flatten() for p in model.parameters()]))
+    return torch.stack(snaps)
 
 
 def rebound_sets(model_dir: str, train_file: str, eval_file: str) -> list[str]:

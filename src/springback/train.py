@@ -190,7 +190,9 @@ def train(
             stopped = measure(seen)
     bar.close()
     model.eval()
-    # Drop accelerate's wrapper and optimizer references so the next stage starts fresh.
-    acc._models.clear() if hasattr(acc, "_models") else None
-    acc._optimizers.clear() if hasattr(acc, "_optimizers") else None
+    # Reset the accelerator for the next stage: free_memory drops its prepared models, optimizers
+    # and step count and destroys a DeepSpeed engine (which a second prepare() would otherwise
+    # reuse, so the next stage would not train its own model with its own fresh optimizer).
+    del wrapped, optimizer
+    acc.free_memory()
     return result
