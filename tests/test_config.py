@@ -3,7 +3,6 @@ import dataclasses
 import pytest
 
 from springback.config import (
-    ModelConfig,
     TrainConfig,
     deep_merge,
     from_dict,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_tiny import imdb_rows, save, safety_rows, write
+from hf_tiny import save, safety_rows, write
 from springback.cli import main
 from springback.analysis.curves import MEASURES
 from springback.analysis.curves import curve_measures as seed_measures

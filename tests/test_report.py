@@ -1,7 +1,6 @@
 """The report: every claim row present, every figure referenced exists and is embedded."""
 
 import base64
-import json
 from html.parser import HTMLParser
 
 import pytest

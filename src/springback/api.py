@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__, runtime
-from .config import ConfigError, dump_yaml, load_yaml, resolve, stable_hash, to_dict
+from .config import ConfigError, dump_yaml, load_yaml, resolve, stable_hash
 from .errors import SpringbackError
 from .io import RecordLog, RunLock, atomic_write_json, atomic_write_text, check_writable
 

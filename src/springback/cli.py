@@ -6,7 +6,6 @@ Errors the user can fix print one line (``springback: error: ...``) and exit wit
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable, Sequence
 

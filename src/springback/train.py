@@ -28,6 +28,7 @@ from .errors import ConfigError, DivergenceError
 from .teacher import per_example_loss
 from .tokens import Encoded, Encoder, collate, pad_id
 
+
 @dataclasses.dataclass
 class TrainResult:
     """Loss curve of one stage: ``n_examples[i]`` examples seen after update i, its mean loss."""
@@ -193,6 +194,5 @@ def train(
     # Reset the accelerator for the next stage: free_memory drops its prepared models, optimizers
     # and step count and destroys a DeepSpeed engine (which a second prepare() would otherwise
     # reuse, so the next stage would not train its own model with its own fresh optimizer).
-    del wrapped, optimizer
     acc.free_memory()
     return result

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Sequence
 
 from ..errors import ConfigError, SpringbackError
-from ..worlds.base import ALIGNED, OPPOSING, UNCLEAR, Example
+from ..worlds.base import ALIGNED, OPPOSING, Example
 from .loading import FORMATS, load_examples
 
 

@@ -50,8 +50,19 @@ def model_label(model: ModelConfig) -> str:
 
 
 def model_options(model: ModelConfig) -> dict:
-    """Model options that change results (a cell-key part): LoRA rank and scale, chat template."""
-    return {"lora_r": model.lora_r, "lora_alpha": model.lora_alpha, "chat_template": model.chat_template}
+    """Model options that change results (a cell-key part): LoRA rank and scale, and the chat
+    template as it will be used (``auto`` resolved against the tokenizer)."""
+    from ..pipeline import effective_chat_template
+
+    return {"lora_r": model.lora_r, "lora_alpha": model.lora_alpha, "chat_template": effective_chat_template(model)}
+
+
+def sources(worlds: list[str], world: Any, data: Any, model: ModelConfig) -> list[dict]:
+    """The cells' sources (:func:`springback.pipeline.source_specs`), data prompts framed for the
+    model's chat template."""
+    from ..pipeline import effective_chat_template, source_specs
+
+    return source_specs(worlds, world, data, effective_chat_template(model))
 
 
 def run_options(model: ModelConfig) -> dict:

@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..analysis import Claim, claim_from_seed_values

@@ -28,8 +28,19 @@ from ..analysis.curves import MEASURES, curve_measures
 from ..config import MeasureConfig, ModelConfig, TrainConfig
 from ..data import DataConfig
 from ..errors import ConfigError
-from ..pipeline import BaseSpec, Cell, DataSpec, MeasureSpec, Stage, data_spec, labels, source_name, world_spec
-from .base import Experiment, checkpoint_measure, model_options, model_label, run_options
+from ..pipeline import (
+    BaseSpec,
+    Cell,
+    DataSpec,
+    MeasureSpec,
+    Stage,
+    data_spec,
+    effective_chat_template,
+    labels,
+    source_name,
+    world_spec,
+)
+from .base import Experiment, checkpoint_measure, model_label, model_options, run_options
 
 
 @dataclasses.dataclass
@@ -77,8 +88,11 @@ def _source(cfg: ElasticityConfig) -> dict:
     if cfg.world:
         extra = [s for s in cfg.scorers if s != "world"]
         return world_spec(cfg.world, 0, list(cfg.scorers) if extra else [], cfg.label_map)
-    return data_spec(dataclasses.replace(cfg.data, scorers=list(cfg.scorers) or list(cfg.data.scorers),
-                                         label_map=cfg.label_map or cfg.data.label_map))
+    data = dataclasses.replace(cfg.data, scorers=list(cfg.scorers) or list(cfg.data.scorers),
+                               label_map=cfg.label_map or cfg.data.label_map)
+    if effective_chat_template(cfg.model) != "none" and not data.template:
+        data = dataclasses.replace(data, template="raw")  # the chat template frames the prompt (see source_specs)
+    return data_spec(data)
 
 
 def cells(cfg: ElasticityConfig) -> list[Cell]:

@@ -56,10 +56,9 @@ from ..pipeline import (
     labels,
     pretrain_spec,
     source_name,
-    source_specs,
     uses_data,
 )
-from .base import Experiment, model_options, model_label, run_options
+from .base import Experiment, model_label, model_options, run_options, sources
 
 
 @dataclasses.dataclass
@@ -118,7 +117,7 @@ def cells(cfg: PrimingConfig) -> list[Cell]:
     n_realign = tuple(sorted(set([0] + list(cfg.n_realign))))
     score = MeasureSpec("score", {"n_eval_prompts": cfg.world.n_eval_prompts, "measure": to_dict(cfg.measure)})
     out = []
-    for spec in source_specs(cfg.worlds, cfg.world, cfg.data):
+    for spec in sources(cfg.worlds, cfg.world, cfg.data, cfg.model):
         name = source_name(spec)
         exact = all(build_source(spec).reference_sets())  # exact S, else a sampled rate with its own tolerance
         tol = cfg.tolerance if exact else cfg.sampled_tolerance

@@ -30,10 +30,9 @@ from ..pipeline import (
     labels,
     pretrain_spec,
     source_name,
-    source_specs,
     uses_data,
 )
-from .base import Experiment, checkpoint_measure, model_options, model_label, run_options
+from .base import Experiment, checkpoint_measure, model_label, model_options, run_options, sources
 
 
 @dataclasses.dataclass
@@ -96,7 +95,7 @@ def curve_cells(experiment: str, source: dict, base: BaseSpec, row: dict, n_pos:
 def cells(cfg: ReboundConfig) -> list[Cell]:
     measure = MeasureSpec("checkpoint", checkpoint_measure(cfg.measure, cfg.world.n_eval_prompts, exact_kl=True))
     out = []
-    for spec in source_specs(cfg.worlds, cfg.world, cfg.data):
+    for spec in sources(cfg.worlds, cfg.world, cfg.data, cfg.model):
         name = source_name(spec)
         for seed in cfg.seeds:
             base = pretrain_spec(name, cfg.world, cfg.model, cfg.pretrain, seed)

@@ -57,10 +57,10 @@ from ..errors import ConfigError
 from ..measure.answers import answer_examples, dataset_loss, exact_answer_stats, mean_kl
 from ..models import PRESETS as SIZE_PRESETS
 from ..models.training import finish_training
-from ..pipeline import DEFAULT_PRETRAIN, Cell, clone, finetune, labels, pretrain_spec, source_name, source_specs, uses_data
+from ..pipeline import DEFAULT_PRETRAIN, Cell, clone, finetune, labels, pretrain_spec, source_name, uses_data
 from ..pipeline.runner import load_base
 from ..worlds.base import ALIGNED, Example
-from .base import Experiment, model_options, model_label, run_options
+from .base import Experiment, model_label, model_options, run_options, sources
 
 
 @dataclasses.dataclass
@@ -140,7 +140,7 @@ def cells(cfg: ResistanceConfig) -> list[Cell]:
               "answers": to_dict(cfg.answers), "align": to_dict(cfg.align), "finetune": to_dict(cfg.finetune),
               "n_prompts": n_prompts}
     out = []
-    for spec in source_specs(cfg.worlds, cfg.world, cfg.data):
+    for spec in sources(cfg.worlds, cfg.world, cfg.data, cfg.model):
         name = source_name(spec)
         for size in sizes:
             mc = cfg.model if cfg.model.path else dataclasses.replace(cfg.model, preset=size)

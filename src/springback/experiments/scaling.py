@@ -23,11 +23,8 @@ very ones rebound (and others) train and cache.
 from __future__ import annotations
 
 import dataclasses
-import math
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..analysis import Claim, claim_from_seed_values, combine_verdicts, t_interval
@@ -38,9 +35,9 @@ from ..data import DataConfig
 from ..errors import ConfigError
 from ..models import PRESETS as SIZE_PRESETS
 from ..models import preset_parameters
-from ..pipeline import DEFAULT_PRETRAIN, Cell, MeasureSpec, build_source, pretrain_spec, source_name, source_specs, uses_data
+from ..pipeline import DEFAULT_PRETRAIN, Cell, MeasureSpec, build_source, pretrain_spec, source_name, uses_data
 from ..pipeline.bases import corpus_size, examples_at_token_budgets, pretraining_token_counts
-from .base import Experiment, checkpoint_measure
+from .base import Experiment, checkpoint_measure, sources
 from .rebound import curve_cells
 
 # The world's default pre-training corpus (WorldConfig: 20000 task + 8000 general examples).
@@ -183,7 +180,8 @@ def checkpoint_points(cfg: ScalingConfig) -> list[Point]:
 
 def cells(cfg: ScalingConfig) -> list[Cell]:
     out = []
-    for spec in source_specs(cfg.worlds, cfg.world, cfg.data):
+    framing = dataclasses.replace(cfg.model, path=cfg.checkpoints[0].path) if cfg.checkpoints else cfg.model
+    for spec in sources(cfg.worlds, cfg.world, cfg.data, framing):
         name = source_name(spec)
         vocab = len(build_source(spec).tokenizer()) if not cfg.checkpoints else 0
         points = checkpoint_points(cfg) if cfg.checkpoints else preset_points(cfg, vocab)

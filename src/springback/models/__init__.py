@@ -234,6 +234,27 @@ def load(path: str, model_cfg: Any = None) -> tuple[torch.nn.Module, Any]:
     return model, tok
 
 
+def load_tokenizer(path: str, revision: str = "", trust_remote_code: bool = False) -> Any:
+    """Only the tokenizer of a checkpoint (local directory or hub id), with a pad token."""
+    from transformers import AutoTokenizer
+
+    from ..runtime import quiet_hf
+
+    quiet_hf()
+    name, kw = resolve_source(path, "model")
+    kw["trust_remote_code"] = trust_remote_code
+    if revision:
+        kw["revision"] = revision
+    try:
+        return prepare_tokenizer(AutoTokenizer.from_pretrained(name, **kw))
+    except SpringbackError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if kw.get("local_files_only"):
+            raise SpringbackError(_offline_line(path, "model")) from None
+        raise SpringbackError(f"cannot load tokenizer from '{path}': {str(exc).splitlines()[0]}{_hub_hint(exc)}") from None
+
+
 def prepare_tokenizer(tokenizer: Any) -> Any:
     """Ensure a pad token exists (EOS doubles as pad, the usual choice for causal LMs)."""
     if tokenizer.pad_token is None:
@@ -251,6 +272,6 @@ def save_model(model: torch.nn.Module, tokenizer: Any, directory: str | Path) ->
 
 from .training import finish_training, is_lora, prepare_for_training  # noqa: E402
 
-__all__ = ["PRESETS", "SizePreset", "build_model", "load", "load_model", "save_model", "count_parameters", "preset_parameters",
+__all__ = ["PRESETS", "SizePreset", "build_model", "load", "load_model", "load_tokenizer", "save_model", "count_parameters", "preset_parameters",
            "preset_config", "prepare_tokenizer", "prepare_for_training", "finish_training", "is_lora", "hub_reachable",
            "check_causal_lm"]

@@ -8,10 +8,19 @@ stages, as data: :mod:`.spec`) ──► :func:`~.runner.execute` (one function 
 from .bases import DEFAULT_PRETRAIN, base_path, pretrain_spec
 from .context import RunContext
 from .runner import cell_id, execute, run_cell
-from .source import Source, build_source, data_spec, source_name, source_specs, uses_data, world_spec
+from .source import (
+    Source,
+    build_source,
+    data_spec,
+    effective_chat_template,
+    source_name,
+    source_specs,
+    uses_data,
+    world_spec,
+)
 from .spec import BaseSpec, Cell, DataSpec, MeasureSpec, Stage, StopRule, labels
 from .stages import clone, finetune
 
 __all__ = ["BaseSpec", "Cell", "DataSpec", "MeasureSpec", "Stage", "StopRule", "labels", "RunContext", "Source",
-           "build_source", "data_spec", "source_name", "source_specs", "uses_data", "world_spec", "DEFAULT_PRETRAIN",
+           "build_source", "data_spec", "effective_chat_template", "source_name", "source_specs", "uses_data", "world_spec", "DEFAULT_PRETRAIN",
            "base_path", "pretrain_spec", "cell_id", "execute", "run_cell", "clone", "finetune"]

@@ -10,6 +10,7 @@ data": they all ask a :class:`Source`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from typing import Any, Sequence
@@ -39,11 +40,42 @@ def uses_data(data: DataConfig) -> bool:
     return bool(data.aligned or data.opposing)
 
 
-def source_specs(worlds: Sequence[str], world: WorldConfig, data: DataConfig) -> list[dict]:
-    """The sources an experiment config asks for: its real data set, else each named world."""
+def source_specs(worlds: Sequence[str], world: WorldConfig, data: DataConfig, chat_template: str = "none") -> list[dict]:
+    """The sources an experiment config asks for: its real data set, else each named world.
+
+    With a chat template in use (``chat_template`` other than ``"none"``), data prompts are the
+    user's text as it is (template ``raw``) unless ``data.template`` names one: the chat template
+    already frames the conversation, and P1's ``BEGINNING OF CONVERSATION: USER: …`` inside it
+    would frame it twice."""
     if uses_data(data):
+        if chat_template != "none" and not data.template:
+            data = dataclasses.replace(data, template="raw")
         return [data_spec(data)]
     return [world_spec(w, world.narrowness) for w in worlds]
+
+
+@functools.lru_cache(maxsize=32)
+def _tokenizer_has_template(path: str, revision: str, trust_remote_code: bool) -> bool:
+    from ..models import load_tokenizer
+
+    return bool(getattr(load_tokenizer(path, revision, trust_remote_code), "chat_template", None))
+
+
+def effective_chat_template(model: Any) -> str:
+    """A :class:`~springback.config.ModelConfig`'s chat template as it will be used: ``"auto"`` becomes
+    ``"none"`` when the model's tokenizer has no template (tiny presets never have one); a file must exist."""
+    from pathlib import Path
+
+    setting = model.chat_template
+    if setting in ("none", ""):
+        return "none"
+    if setting == "auto":
+        if not model.path:
+            return "none"
+        return "auto" if _tokenizer_has_template(model.path, model.revision, model.trust_remote_code) else "none"
+    if not Path(setting).expanduser().is_file():
+        raise ConfigError(f"model.chat_template must be 'auto', 'none' or a Jinja template file; no such file: '{setting}'")
+    return setting
 
 
 def source_name(spec: dict) -> str:
