@@ -6,6 +6,6 @@ Python API (the CLI mirrors it): :func:`run`, :func:`reproduce`, :func:`load_res
 
 __version__ = "0.1.0"
 
-from .api import elasticity, load_result, load_results, reproduce, resolve_config, run  # noqa: E402
+from .api import align, elasticity, load_result, load_results, reproduce, resolve_config, run  # noqa: E402
 
-__all__ = ["run", "reproduce", "load_results", "load_result", "resolve_config", "elasticity", "__version__"]
+__all__ = ["run", "reproduce", "align", "load_results", "load_result", "resolve_config", "elasticity", "__version__"]

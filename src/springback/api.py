@@ -97,31 +97,6 @@ def git_hash() -> str | None:
         return None
 
 
-def check_cells(cells: list) -> None:
-    """Fail, before any training, on data, prompts or scorers a run's cells cannot use: every
-    stage's examples are drawn (a file with too few examples is found now, not after hours of
-    training), every source's evaluation prompts and scorers are built."""
-    from .pipeline import build_source
-
-    seen: set = set()
-    for cell in cells:
-        if cell.runner != "stages" and not cell.stages:
-            continue
-        src = build_source(cell.source)
-        n_eval = cell.measure.params.get("n_eval_prompts")
-        key = (stable_hash(cell.source), n_eval)
-        if key not in seen:
-            seen.add(key)
-            src.scorers()
-            if n_eval:
-                src.eval_prompts(n_eval)
-        for stage in cell.stages:
-            dkey = (stable_hash(cell.source), stable_hash(stage.data))
-            if dkey not in seen:
-                seen.add(dkey)
-                src.stream(stage.data)
-
-
 def run(
     experiment: str,
     preset: str | None = "quick",
@@ -135,6 +110,7 @@ def run(
 
     ``fields``: config values by dotted key (applied after ``config``, before ``sets``)."""
     from .pipeline import RunContext, execute
+    from .pipeline.checks import check_cells
 
     exp = get_experiment(experiment)
     cfg = resolve_config(experiment, preset, config, sets, fields)
@@ -288,3 +264,23 @@ def elasticity(
               "scorers": list(scorers), "label_map": label_map}
     run_dir = run("elasticity", preset=preset, config=config, sets=sets, out=out, progress=progress, fields=fields)
     return {**load_result(run_dir), "run_dir": str(run_dir)}
+
+
+def align(
+    model: str = "",
+    data: str = "",
+    out: str | Path = "",
+    config: str | Path | None = None,
+    sets: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` on the aligned examples of ``data`` and save a Hugging Face checkpoint in
+    ``out`` (see :mod:`springback.pipeline.align`); returns its ``springback_align.json``."""
+    from .pipeline.align import AlignConfig
+    from .pipeline.align import align as _align
+
+    if not out:
+        raise ConfigError("give the output directory: --out DIR")
+    cfg = resolve(AlignConfig, None, None, config, sets, {"model.path": model, "data.aligned": data})
+    validate_names(cfg)
+    return _align(cfg, out, progress=progress)

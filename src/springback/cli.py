@@ -234,6 +234,34 @@ def cmd_elasticity(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- align
+
+
+def _align_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", metavar="PATH", help="the checkpoint to align: local directory or hub id")
+    p.add_argument("--data", default="", metavar="FILE",
+                   help="aligned examples: .csv/.json/.jsonl/.parquet in a known format (Alpaca, BeaverTails, HH-RLHF, ...)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where to save the aligned checkpoint (a new or empty folder)")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file with align config values")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one value, e.g. --set train.lr=1e-5 --set n_examples=1000 --set model.chat_template=auto "
+                        "--set model.lora_r=16 --set data.format=alpaca (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("align", "fine-tune a checkpoint on aligned data and save a Hugging Face checkpoint (for `springback elasticity`)")
+@_args(_align_args)
+def cmd_align(args: argparse.Namespace) -> int:
+    from .api import align
+
+    summary = align(model=args.model, data=args.data, out=args.out, config=args.config, sets=args.sets,
+                    progress=not args.quiet)
+    print(f"aligned on {summary['n_examples']} examples (final loss {summary['loss']['final']:.4f}; "
+          f"{summary['encoding']})")
+    print(args.out)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 

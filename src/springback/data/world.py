@@ -112,6 +112,13 @@ class DataWorld:
         random.Random(f"data/{which}/{seed}").shuffle(order)
         return [pool[i] for i in order[:n]]
 
+    def pool_size(self, which: str) -> int:
+        """How many ``which`` (aligned / opposing) examples the training data holds."""
+        source = self.cfg.aligned if which == ALIGNED else (self.cfg.opposing or self.cfg.aligned)
+        if not source:
+            return 0
+        return len(_pick(self._load(source, self.cfg.split), which))
+
     def aligned(self, n: int, seed: int) -> list[Example]:
         return self._stream(ALIGNED, n, seed)
 

@@ -433,14 +433,21 @@ def agreement(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
     return {"n": n, "rate": float(p_o), "kappa": float(kappa)}
 
 
-def sample_scores(scorers: dict[str, Scorer], texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, float]:
+def score_each(scorers: dict[str, Scorer], texts: Sequence[str], prompts: Sequence[str] | None = None
+               ) -> dict[str, list[float]]:
+    """Every scorer's score of every text: name -> [len(texts)]."""
+    return {name: s(texts, prompts) for name, s in scorers.items()}
+
+
+def sample_scores(scorers: dict[str, Scorer], texts: Sequence[str], prompts: Sequence[str] | None = None,
+                  values: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Records-row entries for one set of samples scored by several scorers: ``score`` (the
     first scorer's mean), ``score_<name>`` and ``aligned_rate_<name>`` per scorer, and
-    ``agree_<a>~<b>`` (rate) / ``kappa_<a>~<b>`` for every pair, on the same texts."""
+    ``agree_<a>~<b>`` (rate) / ``kappa_<a>~<b>`` for every pair, on the same texts.
+    ``values``: the scores already computed by :func:`score_each` (else computed here)."""
     out: dict[str, float] = {}
-    values: dict[str, list[float]] = {}
+    values = values if values is not None else score_each(scorers, texts, prompts)
     for name, s in scorers.items():
-        values[name] = s(texts, prompts)
         finite = [v for v in values[name] if math.isfinite(v)]
         out[f"score_{name}"] = sum(finite) / len(finite) if finite else float("nan")
         labs = s.labels(values[name])

@@ -75,6 +75,7 @@ class Env:
     base: torch.nn.Module
     memo: Callable[[Any, Callable[[], Any]], Any]
     load_reference: Callable[[str], torch.nn.Module]
+    samples: list[dict] = dataclasses.field(default_factory=list)  # per-sample rows (real data), saved with the cell
 
 
 def reference_batches(env: Env, prompts: Sequence[str], cfg: MeasureConfig) -> ReferenceBatches | None:
@@ -128,9 +129,19 @@ class CheckpointMeasure(Measurer):
             if c.vader and source.sentiment_like:
                 v = vader_scorer()(texts)
                 row["vader"] = sum(v) / len(v)
-            if c.kl and reference is not None:
-                row["kl_to_base"] = float(sequence_kl(model, reference, tok, prompts, ids, pidx).mean())
-            row.update(source.score_samples(texts, [prompts[i] for i in pidx]))
+            kl = sequence_kl(model, reference, tok, prompts, ids, pidx) if c.kl and reference is not None else None
+            if kl is not None:
+                row["kl_to_base"] = float(kl.mean())
+            sample_prompts = [prompts[i] for i in pidx]
+            each = source.score_each(texts, sample_prompts)
+            row.update(source.score_samples(texts, sample_prompts, each))
+            if not source.is_world:  # real data: keep every sample with its scores, to audit the scorer
+                for j, (text, p) in enumerate(zip(texts, pidx)):
+                    self.env.samples.append({
+                        "stage": point.stage.name if point.stage else "base", "n_examples": point.n,
+                        "seed": self.seed, "prompt_index": int(p), "prompt": prompts[p], "completion": text,
+                        "aligned": labels[j], "kl_to_base": float(kl[j]) if kl is not None else None,
+                        **{f"score_{name}": float(v[j]) for name, v in each.items()}})
         return row
 
 

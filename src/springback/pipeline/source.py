@@ -190,13 +190,21 @@ class Source:
     def label(self, text: str) -> str:
         return self.label_batch([text])[0] or UNCLEAR
 
-    def score_samples(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, float]:
-        """Row entries for one checkpoint's samples from the configured scorers ({} without any)."""
+    def score_samples(self, texts: Sequence[str], prompts: Sequence[str] | None = None,
+                      values: dict[str, list[float]] | None = None) -> dict[str, float]:
+        """Row entries for one checkpoint's samples from the configured scorers ({} without any);
+        ``values``: per-sample scores already computed by :meth:`score_each`."""
         if not self._scorer_specs:
             return {}
         from ..measure.scorers import sample_scores
 
-        return sample_scores(self.scorers(), texts, prompts)
+        return sample_scores(self.scorers(), texts, prompts, values)
+
+    def score_each(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, list[float]]:
+        """Each configured scorer's score of each text (name -> scores)."""
+        from ..measure.scorers import score_each
+
+        return score_each(self.scorers(), texts, prompts) if self._scorer_specs else {}
 
     def check(self, n_eval_prompts: int) -> None:
         """Fail before any training on data, prompts or scorers that do not work."""

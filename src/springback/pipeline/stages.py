@@ -243,7 +243,7 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
             if not start_score > base_values[stop.metric] + stop.tolerance:  # nothing to return from
                 rows.append(_stop_row(labels, stage, base_values[stop.metric], start_score, stop, {"status": "no_gain"},
                                       rows[-1]))
-                return rows
+                break
             level = _LevelStop(stop, base_values[stop.metric])
 
         def on_measure(n: int, m: torch.nn.Module, stage: Stage = stage) -> bool:
@@ -266,8 +266,33 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
                                    lambda n, values, st=stage: make_row(st, n, values))
             rows.append(_stop_row(labels, stage, level.level, start_score, stop, summary, rows[-1]))
             if summary["status"] not in ("hit", "bracket"):
-                return rows  # never got back: the later stages have no start
+                break  # never got back: the later stages have no start
+    if env.samples:
+        _save_samples(ctx, cell, labels, env.samples)
     return rows
+
+
+def _save_samples(ctx: Any, cell: Cell, labels: dict, samples: list[dict]) -> None:
+    """The cell's sampled completions with their scores, one Parquet row per sample:
+    ``RUN_DIR/samples/<cell id>.parquet`` (written atomically before the cell's rows are committed)."""
+    import os
+    import tempfile
+
+    import pandas as pd
+
+    from .runner import cell_id
+
+    path = ctx.run_dir / "samples" / f"{cell_id(cell)}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame([{**labels, **s} for s in samples])
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _stop_row(labels: dict, stage: Stage, level: float, start: float, rule: StopRule, summary: dict, last: dict) -> dict:
