@@ -5,8 +5,8 @@ How a token is drawn (``SAMPLER_VERSION`` 2)
 * **Random numbers**: every completion — prompt ``i``, sample ``k`` — owns a stream of
   float64 uniforms from a CPU ``torch.Generator`` seeded with ``SeedSequence([seed, i, k])``;
   step t of that completion uses its t-th uniform. The draws therefore do not depend on the
-  device, on ``batch_size``, on which other prompts are sampled in the same call, or on
-  ``max_new_tokens`` (a longer run extends a shorter one).
+  device, on ``batch_size``, on prompts appended after it, or on ``max_new_tokens`` (a longer
+  run extends a shorter one).
 * **Inversion on the device**: the step's distribution (temperature, then top-p, as
   :func:`_probs` defines it) is accumulated in float64 in token-id order and the uniform is
   looked up with ``searchsorted``: O(V) per row on the device, no transfer of probabilities to
