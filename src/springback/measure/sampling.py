@@ -12,7 +12,8 @@ How a token is drawn (``SAMPLER_VERSION`` 2)
   looked up with ``searchsorted``: O(V) per row on the device, no transfer of probabilities to
   the CPU, no ``torch.multinomial``. A token can be drawn only if its probability is > 0.
   On another device the float32 probabilities differ in the last bits, so a draw can differ
-  only when its uniform falls within ~1e-7 of a CDF boundary.
+  only when its uniform falls within ~1e-7 of a CDF boundary (or a top-p cut within ~1e-7 of
+  a token), a chance of order 1e-7 per step.
 * **Top-p** keeps the smallest set of most probable tokens whose mass reaches ``top_p``:
   token i is kept iff the probability of the tokens ranked before it (descending probability,
   lower id first on ties) is < ``top_p``; the most probable token is always kept. The set is
@@ -131,7 +132,7 @@ def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float
     """
     if temperature <= 0:
         return logits.argmax(-1)
-    cdf = _probs(logits, temperature, top_p).double().cumsum(-1)  # [B, V]
+    cdf = _nucleus_probs(logits, temperature, top_p).double().cumsum(-1)  # [B, V], unnormalised
     total = cdf[:, -1]
     # u < 1, but u · total may round up to total; stay strictly below so a zero-probability tail is never drawn.
     target = torch.minimum(u.to(cdf.dtype) * total, torch.nextafter(total, torch.zeros_like(total)))
@@ -142,43 +143,58 @@ def _probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tens
     """The distribution a step samples from, float32 [B, V]: softmax(logits / temperature), restricted to the top-p set."""
     if temperature <= 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.size(-1)).float()
+    probs = _nucleus_probs(logits, temperature, top_p)
+    return probs / probs.sum(-1, keepdim=True) if top_p < 1.0 else probs
+
+
+def _nucleus_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """softmax(logits / temperature) with the tokens outside the top-p set zeroed, not renormalised. [B, V]"""
     probs = torch.softmax(logits.float() / temperature, -1)
-    if top_p < 1.0:
-        probs = probs * nucleus_mask(probs, top_p)
-        probs = probs / probs.sum(-1, keepdim=True)
-    return probs
+    return probs.masked_fill_(~nucleus_mask(probs, top_p), 0.0) if top_p < 1.0 else probs
 
 
 def nucleus_mask(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """The top-p set of every row (see the module doc), bool [B, V].
+    """The top-p set of every row of probabilities in [0, 1] (see the module doc), bool [B, V].
 
-    No sort of the vocabulary: tokens are binned by the top bits of their float32 pattern
-    (exponent and 6 mantissa bits: bins of at most 1/64 octave, in order of probability); the
-    bins wholly before the one where the mass crosses ``top_p`` are kept, those after it
-    dropped, and only the crossing bin's few tokens are ranked exactly.
+    No sort of the vocabulary. A row whose most probable token alone reaches ``top_p`` (the
+    usual case at low temperature) keeps just that token; the other rows go to :func:`_binned_nucleus`.
     """
     p32 = probs.float()
-    # For p ≥ 0 the int32 view of a float32 grows with p; 1.0 → bin 0, 0.0 → the last bin.
-    bins = ((_ONE_BITS - p32.view(torch.int32)) >> _MANTISSA_DROP).clamp_(min=0).long()  # [B, V]
+    top_prob, top_id = p32.max(-1, keepdim=True)  # the first maximum: lowest id on ties
+    mask = torch.zeros_like(p32, dtype=torch.bool).scatter_(-1, top_id, True)
+    rest = (top_prob.squeeze(-1) < top_p).nonzero().squeeze(-1)
+    if len(rest):
+        mask[rest] = _binned_nucleus(p32[rest], top_p)
+    return mask
+
+
+def _binned_nucleus(p32: torch.Tensor, top_p: float) -> torch.Tensor:
+    """:func:`nucleus_mask` by binning: tokens are binned by the top bits of their float32 pattern
+    (exponent and 6 mantissa bits: bins of at most 1/64 octave, in order of probability); the
+    bins wholly before the one where the mass crosses ``top_p`` are kept, those after it
+    dropped, and only the crossing bin's few tokens are ranked exactly. [B, V] → bool [B, V]
+    """
+    n_rows = p32.size(0)
+    # For 0 ≤ p ≤ 1 the int32 view of a float32 grows with p; 1.0 → bin 0, 0.0 → the last bin.
+    bins = ((_ONE_BITS - p32.view(torch.int32)) >> _MANTISSA_DROP).long()  # [B, V]
     n_bins = (_ONE_BITS >> _MANTISSA_DROP) + 1
-    p64 = p32.double()
-    mass = torch.zeros(probs.size(0), n_bins, dtype=torch.float64, device=probs.device).scatter_add_(1, bins, p64)
+    mass = torch.zeros(n_rows, n_bins, dtype=torch.float64, device=p32.device).scatter_add_(1, bins, p32.double())
     above = mass.cumsum(1) - mass  # [B, n_bins] mass of the more probable bins
     top_bin = (mass > 0).int().argmax(1, keepdim=True)  # the most probable token's bin: it is always kept
     crossing = torch.maximum((above < top_p).sum(1, keepdim=True) - 1, top_bin)  # [B, 1]
-    in_bin = bins == crossing
-    # Rank the crossing bin's tokens: descending probability, lower id first on ties.
-    k = max(1, int(in_bin.sum(1).max()))
-    vals, idx = torch.where(in_bin, p32, torch.full_like(p32, -1.0)).topk(k, dim=-1)  # [B, k]
-    by_id = idx.argsort(dim=-1)
-    vals, idx = vals.gather(-1, by_id), idx.gather(-1, by_id)
-    rank = torch.argsort(-vals, dim=-1, stable=True)
+    # The crossing bin's tokens, padded to [B, k]; nonzero lists them row by row, lower ids first.
+    rows, cols = (bins == crossing).nonzero(as_tuple=True)
+    counts = torch.bincount(rows, minlength=n_rows)
+    slot = torch.arange(len(rows), device=p32.device) - (counts.cumsum(0) - counts)[rows]
+    k = max(1, int(counts.max()))
+    vals = torch.full((n_rows, k), -1.0, device=p32.device).index_put_((rows, slot), p32[rows, cols])
+    idx = torch.zeros((n_rows, k), dtype=torch.long, device=p32.device).index_put_((rows, slot), cols)
+    rank = torch.argsort(-vals, dim=-1, stable=True)  # descending probability, lower id first on ties
     vals, idx = vals.gather(-1, rank), idx.gather(-1, rank)
-    valid = vals >= 0  # rows with fewer candidates than k are padded with −1
+    valid = vals >= 0  # padding slots hold −1
     v64 = torch.where(valid, vals.double(), torch.zeros_like(vals, dtype=torch.float64))
     before = above.gather(1, crossing) + v64.cumsum(-1) - v64  # mass ranked before each candidate
     keep = valid & (before < top_p)
     keep[:, 0] |= crossing.squeeze(1) == top_bin.squeeze(1)  # the first-ranked token of the top bin
-    mask = bins < crossing
-    # padding candidates (valid False) point at tokens outside the bin: write their own value back
-    return mask.scatter_(-1, idx, torch.where(valid, keep, mask.gather(-1, idx)))
+    row_of = torch.arange(n_rows, device=p32.device)[:, None].expand_as(idx)
+    return (bins < crossing).index_put_((row_of[valid], idx[valid]), keep[valid])
