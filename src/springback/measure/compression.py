@@ -47,6 +47,10 @@ What is scored, precisely
   the bits/byte against lm-eval itself.
 
   Either way every target is scored **exactly once**.
+* **One forward per batch of windows**, through :mod:`springback.teacher`
+  (:func:`chunk_logprobs`); batches follow :func:`window_plan`. The arithmetic coder's encoder
+  reads the very same forwards (``token_bits(..., visit=...)``), so coding a text costs no
+  model time beyond scoring it.
 * ``masks`` (optional, one bool per token) select which tokens count; unselected tokens and
   padding contribute nothing. Bytes are always supplied by the caller for the scored part.
 * **Batch-size independent**: windows are right-padded, the attention mask hides padding,
