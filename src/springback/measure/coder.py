@@ -32,18 +32,21 @@ sides would make decoding ~window/chunk times cheaper; every forward goes throug
 Decoding on another machine (different BLAS, thread count or device) is not promised; a
 CRC-32 of the tokens in the header turns any mismatch into :class:`CoderMismatchError`.
 
-Quantisation (:func:`quantise`)
--------------------------------
-float32 log-probs → integer frequencies summing to ``T = 2**precision_bits``, each ≥ 1, built
-only from IEEE-exact or correctly rounded element-wise operations, table look-ups, a max and an
-**integer** sum: nothing depends on the position of a value in the tensor, the batch shape or
-the thread count (a float sum or ``exp`` could: vectorised and scalar loop tails round
-differently). Weights ``exp(logp − max)`` come from two tables on a grid of 2**-20 nats.
+Quantisation (:func:`quantise_cdf`)
+-----------------------------------
+float32 log-probs → integer cumulative tables ending at ``T = 2**precision_bits`` with every
+token's frequency ≥ 1, built only from IEEE-exact or correctly rounded element-wise operations,
+table look-ups, a max and prefix sums of exact integers: nothing depends on the position of a
+value in the tensor, the batch shape or the thread count (a float sum or ``exp`` could:
+vectorised and scalar loop tails round differently). Weights ``exp(logp − max)`` come from two
+tables on a grid of 2**-20 nats, and the CDF is rounded rather than each probability, so the
+table sums to ``T`` exactly.
 
 What the quantised code costs, exactly (per coded token with model probability p):
 
-* the +1 floor takes ``V`` of the ``T`` units from the model's mass: at most
-  ``log2(T / (T − V))`` ≈ V / (T ln 2) bits (1.1e-5 bits at V = 32k, 8.6e-5 at V = 256k);
+* the floor of one unit per token takes ``V`` of the ``T`` units from the model's mass
+  (``f_s > p_s (T − V)``): at most ``log2(T / (T − V))`` ≈ V / (T ln 2) bits (1.1e-5 bits at
+  V = 32k, 8.6e-5 at V = 256k);
 * the 2**-20-nat grid: at most 2·2**-21/ln 2 ≈ 1.4e-6 bits; the integer weights' resolution
   (for p > 2**-20) and the coder's 64-bit range (≤ 2**(P − 56) relative) add < 1e-7 bits;
 * but every token costs at most ``P`` bits: a token the model gives p < 2**-P (text the model
@@ -94,7 +97,7 @@ _TOP = 1 << (_RANGE_BITS - 8)  # renormalise (shift out one byte) while the rang
 _MASK = (1 << _RANGE_BITS) - 1
 _GRID_BITS = 20  # log-weights are rounded to multiples of 2**-20 nats
 _LO_BITS = 10  # the grid index splits into a coarse (2**-10 nats) and a fine part
-_ELEMENTS_PER_SLAB = 1 << 21  # [rows, V] temporaries per quantisation call (16 MiB of int64)
+_ELEMENTS_PER_SLAB = 1 << 16  # [rows, V] elements per quantisation call
 
 
 class CoderMismatchError(SpringbackError):
@@ -105,53 +108,59 @@ class CoderMismatchError(SpringbackError):
 
 
 @functools.lru_cache(maxsize=8)
-def _exp_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """exp(−h·2**-10) for h = 0 .. H (then one 0 for "beyond"), and exp(−l·2**-20) for l < 2**10, float64.
+def _exp_tables(device: torch.device, weight_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """2**weight_bits · exp(−h·2**-10) for h = 0 .. H, then one 0 for "beyond"; and exp(−l·2**-20) for l < 2**10. float64
 
-    H covers weights down to 2**-64, far below any integer weight's resolution. Python's
-    ``math.exp`` fills them once, so both coder sides read the same numbers.
+    H covers weights down to 2**-64, far below the integer weights' resolution. The power of two
+    folded into the first table is exact. Python's ``math.exp`` fills them once, so both coder
+    sides read the same numbers.
     """
     n_hi = math.ceil(64 * math.log(2) * (1 << _LO_BITS)) + 1
-    hi = [math.exp(-h / (1 << _LO_BITS)) for h in range(n_hi)] + [0.0]
+    hi = [math.ldexp(math.exp(-h / (1 << _LO_BITS)), weight_bits) for h in range(n_hi)] + [0.0]
     lo = [math.exp(-k / (1 << _GRID_BITS)) for k in range(1 << (_GRID_BITS - _LO_BITS))]
     return torch.tensor(hi, dtype=torch.float64, device=device), torch.tensor(lo, dtype=torch.float64, device=device)
 
 
-def quantise(logp: torch.Tensor, precision_bits: int = PRECISION_BITS) -> torch.Tensor:
-    """Integer frequency tables of next-token distributions: int64 [N, V], rows sum to ``2**precision_bits``, each ≥ 1.
+def quantise_cdf(logp: torch.Tensor, precision_bits: int = PRECISION_BITS) -> torch.Tensor:
+    """Integer cumulative frequency tables of next-token distributions: int64 [N, V], ``cum[:, s] = f_0 + … + f_s``.
 
-    ``logp`` [N, V] are log-probabilities (any float dtype; −inf allowed). With ``w = exp(logp − max)``
-    read from tables, integer weights ``u = floor(w · 2**k)`` (k ≤ 52 so that Σu < 2**62),
-    ``f = floor(u · (T − V) / Σu) + 1``, and the few units left over go to the most probable
-    token (lowest id on ties). Every step is exact or correctly rounded element-wise, so a row's
-    table does not depend on the other rows, the batch shape, the thread count or the device.
+    ``logp`` [N, V] are log-probabilities (float32 or float64; −inf allowed). Weights
+    ``w ≈ exp(logp − max)`` come from tables on a 2**-20-nat grid; integer weights
+    ``u = floor(w · 2**k)`` with ``k = 52 − bitlength(V)``, so that every prefix sum ``U_s`` is an
+    integer below 2**52, exact in floats whatever the summation order. The CDF, not each
+    probability, is rounded: ``cum[:, s] = floor(U_s · (T − V) / U_V) + s + 1``. So the last entry
+    is exactly ``T = 2**precision_bits``, every token keeps ``f_s ≥ 1``, and ``f_s > u_s (T − V) / U_V``.
+    Every step is exact or correctly rounded element-wise, so a row's table does not depend on the
+    other rows, the batch shape, the thread count or the device.
     """
     if logp.dim() != 2 or logp.size(1) < 1:
         raise ValueError("quantise expects log-probabilities of shape [N, V]")
-    n_rows, vocab = logp.shape
+    vocab = logp.size(1)
     if not 1 <= precision_bits <= MAX_PRECISION_BITS:
         raise SpringbackError(f"precision must be 1..{MAX_PRECISION_BITS} bits, got {precision_bits}")
-    total = 1 << precision_bits
-    spare = total - vocab
+    spare = (1 << precision_bits) - vocab
     if spare <= 0:
         raise SpringbackError(f"a vocabulary of {vocab} tokens does not fit {precision_bits}-bit frequencies")
-    x = logp.double()
-    top_logp = x.max(dim=-1, keepdim=True).values  # [N, 1], exact
-    if torch.isnan(x).any() or not bool(torch.isfinite(top_logp).all()):
+    top_logp = logp.amax(dim=-1, keepdim=True)  # [N, 1], exact; NaN propagates
+    if not bool(torch.isfinite(top_logp).all()):
         raise SpringbackError("the model returned NaN or all −inf log-probabilities; nothing can be coded")
-    hi, lo = _exp_tables(x.device)
+    weight_bits = 52 - vocab.bit_length()
+    hi, lo = _exp_tables(logp.device, weight_bits)
     beyond = (len(hi) - 1) << _LO_BITS  # grid index at which the weight is taken as 0
-    grid = torch.floor(((top_logp - x) * float(1 << _GRID_BITS)).clamp_(max=beyond) + 0.5).long()  # [N, V] ≥ 0
-    w = hi[(grid >> _LO_BITS).clamp_(max=len(hi) - 1)] * lo[grid & ((1 << _LO_BITS) - 1)]  # ≈ exp(x − max), top = 1
-    weight_bits = min(52, 62 - vocab.bit_length())
-    u = torch.floor(w * float(1 << weight_bits)).long()  # [N, V] integer weights; exact below 2**53
-    scale = float(spare) / u.sum(dim=-1, keepdim=True).double()  # the only reduction is an exact integer sum
-    freq = torch.floor(u.double() * scale).long() + 1
-    top = torch.argmax(u, dim=-1, keepdim=True)  # first maximum
-    freq.scatter_add_(1, top, total - freq.sum(dim=-1, keepdim=True))
-    if bool((freq.gather(1, top) < 1).any()):  # cannot happen: the top keeps ≥ (T − V)/V units
-        raise AssertionError("quantisation left the most probable token without frequency")
-    return freq
+    # grid = floor((max − logp) · 2**20 + 1/2) ≥ 0: round to the 2**-20-nat grid; −inf lands at ``beyond``.
+    # (float64; the scaling by 2**20 is exact, so the one addition rounds once whether or not it is fused)
+    grid = torch.add(top_logp.double() * float(1 << _GRID_BITS) + 0.5, logp, alpha=-float(1 << _GRID_BITS))
+    grid = grid.clamp_(max=beyond).long()  # truncation = floor for values ≥ 0   [N, V]
+    u = hi.take(grid >> _LO_BITS).mul_(lo.take(grid & ((1 << _LO_BITS) - 1))).floor_()  # ≈ 2**k · exp(logp − max)
+    cum_u = u.cumsum_(dim=-1)  # exact integers < 2**52
+    cum = cum_u.mul_(float(spare) / cum_u[:, -1:]).long()  # truncation = floor (values ≥ 0); monotone
+    cum[:, -1] = spare  # U_V · (T − V) / U_V, which the rounded division may leave a hair short of
+    return cum.add_(torch.arange(1, vocab + 1, device=cum.device))
+
+
+def quantise(logp: torch.Tensor, precision_bits: int = PRECISION_BITS) -> torch.Tensor:
+    """The frequencies of :func:`quantise_cdf`'s tables: int64 [N, V], rows sum to ``2**precision_bits``, each ≥ 1."""
+    return torch.diff(quantise_cdf(logp, precision_bits), dim=-1, prepend=torch.zeros_like(logp[:, :1], dtype=torch.long))
 
 
 def _slabs(n_rows: int, vocab: int) -> list[slice]:
@@ -261,11 +270,8 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _crc(sequences: Sequence[Sequence[int]]) -> int:
-    crc = 0
-    for s in sequences:
-        crc = zlib.crc32(np.asarray(s, dtype="<i8").tobytes(), crc)
-        crc = zlib.crc32(b"|", crc)
-    return crc & 0xFFFFFFFF
+    """CRC-32 of every token id (int64, little endian), each sequence followed by ``|``."""
+    return zlib.crc32(b"".join(np.asarray(s, dtype="<i8").tobytes() + b"|" for s in sequences)) & 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------------------- encode / decode
@@ -352,17 +358,32 @@ def encode(
 
     starts: list[np.ndarray] = []
     freqs: list[np.ndarray] = []
+    pending: list[tuple[torch.Tensor, np.ndarray]] = []  # scored log-prob rows [n, V] and their targets, in stream order
+
+    def flush() -> None:
+        # The tables of the pending tokens, in stream order: (start, frequency) of each.
+        if not pending:
+            return
+        logp = torch.cat([lp for lp, _ in pending])  # [n, V]
+        targets = np.concatenate([t for _, t in pending])
+        pending.clear()
+        for sl in _slabs(len(targets), logp.size(-1)):
+            cum = quantise_cdf(logp[sl], precision_bits)  # [n, V]
+            sym = torch.as_tensor(targets[sl], device=cum.device)[:, None]
+            end = cum.gather(1, sym).squeeze(1)
+            start = torch.where(sym.squeeze(1) > 0, cum.gather(1, (sym - 1).clamp_(min=0)).squeeze(1), 0)
+            starts.append(start.cpu().numpy())
+            freqs.append((end - start).cpu().numpy())
 
     def code_batch(logp: torch.Tensor, rows: np.ndarray, pos: np.ndarray, targets: np.ndarray) -> None:
-        # The tables of the tokens this batch scores, in stream order: (start, frequency) of each.
-        for sl in _slabs(len(rows), logp.size(-1)):
-            freq = quantise(logp[torch.as_tensor(rows[sl]), torch.as_tensor(pos[sl])], precision_bits)  # [n, V]
-            sym = torch.as_tensor(targets[sl], device=freq.device)[:, None]
-            f = freq.gather(1, sym)
-            starts.append((freq.cumsum(1).gather(1, sym) - f).squeeze(1).cpu().numpy())
-            freqs.append(f.squeeze(1).cpu().numpy())
+        # Quantise many window batches at once: per call, the tensor ops cost more than the tiny tables.
+        flat = torch.as_tensor(rows * logp.size(1) + pos, device=logp.device)
+        pending.append((logp.flatten(0, 1).index_select(0, flat), targets))  # [n, V] scored rows
+        if sum(len(t) for _, t in pending) * logp.size(-1) >= _ELEMENTS_PER_SLAB:
+            flush()
 
     per_token = token_bits(model, seqs, window, stride, batch_size, pad_id, staged=True, visit=code_batch)
+    flush()
     start_arr = np.concatenate(starts) if starts else np.zeros(0, np.int64)
     freq_arr = np.concatenate(freqs) if freqs else np.zeros(0, np.int64)
     payload = range_encode(start_arr.tolist(), freq_arr.tolist(), precision_bits)
@@ -419,8 +440,8 @@ def decode(model: torch.nn.Module, data: bytes, window: int | None = None) -> li
         bounds = np.flatnonzero(np.diff(steps, prepend=-1)).tolist() + [len(rows)]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             logp = chunk_logprobs(model, ids, attn)  # [R, W, V]: the encoder's forward, bit for bit where known
-            freq = quantise(logp[torch.as_tensor(rows[lo:hi]), torch.as_tensor(positions[lo:hi])], precision_bits)
-            cum = freq.cumsum(1).cpu().numpy()  # [n, V] inclusive cumulative frequencies
+            cum = quantise_cdf(logp[torch.as_tensor(rows[lo:hi]), torch.as_tensor(positions[lo:hi])], precision_bits)
+            cum = cum.cpu().numpy()  # [n, V] inclusive cumulative frequencies
             for k, (r, p, t) in enumerate(zip(rows[lo:hi].tolist(), positions[lo:hi].tolist(), t_pos[lo:hi].tolist())):
                 sym = dec.decode(cum[k])
                 i, c, _, b = chunk[r]
