@@ -47,8 +47,10 @@ What the quantised code costs, exactly (per coded token with model probability p
 * the floor of one unit per token takes ``V`` of the ``T`` units from the model's mass
   (``f_s > p_s (T − V)``): at most ``log2(T / (T − V))`` ≈ V / (T ln 2) bits (1.1e-5 bits at
   V = 32k, 8.6e-5 at V = 256k);
-* the 2**-20-nat grid: at most 2·2**-21/ln 2 ≈ 1.4e-6 bits; the integer weights' resolution
-  (for p > 2**-20) and the coder's 64-bit range (≤ 2**(P − 56) relative) add < 1e-7 bits;
+* the 2**-20-nat grid: at most 2·2**-21/ln 2 ≈ 1.4e-6 bits;
+* the integer weights ``floor(2**k w)``: < 2**-k / (p ln 2) bits with k = 52 − bitlength(V)
+  (k = 36 at V = 50k: < 2e-6 bits for p > 1e-5; rarer tokens cost > 16 bits anyway);
+* the coder's 64-bit range: ≤ 2**(P − 56) / ln 2 ≈ 9e-8 bits;
 * but every token costs at most ``P`` bits: a token the model gives p < 2**-P (text the model
   finds absurd: out-of-domain strings, another tokenizer's ids) is coded *shorter* than
   −log2 p. The floored tables can therefore beat the model's own ideal by an unbounded
@@ -58,10 +60,11 @@ What the quantised code costs, exactly (per coded token with model probability p
 
 Range coder
 -----------
-A byte-oriented range coder (the carry-with-cache scheme of LZMA's range encoder, reimplemented)
-with a 64-bit range renormalised to ≥ 2**56: it spends −log2(f/T) bits per symbol, plus
-≤ 2**(P−56)/ln 2 bits per symbol of truncation and ≤ 2 bytes per stream to finish on a byte
-boundary; trailing zero bytes are dropped (the decoder reads zeros past the end).
+A byte-oriented range coder — the carry-with-cache scheme of the LZMA SDK's range encoder
+(C/LzmaEnc.c, ``RangeEnc_ShiftLow``), reimplemented with a 64-bit range renormalised to
+≥ 2**56. It spends −log2(f/T) bits per symbol, plus ≤ 2**(P−56)/ln 2 bits per symbol of
+truncation and ≤ 2 bytes per stream to finish on a byte boundary; trailing zero bytes are
+dropped (the decoder reads zeros past the end).
 
 Stream format (integers are unsigned LEB128 varints)
 ---------------------------------------------------
