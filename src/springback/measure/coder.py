@@ -443,7 +443,8 @@ def decode(model: torch.nn.Module, data: bytes, window: int | None = None) -> li
         bounds = np.flatnonzero(np.diff(steps, prepend=-1)).tolist() + [len(rows)]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             logp = chunk_logprobs(model, ids, attn)  # [R, W, V]: the encoder's forward, bit for bit where known
-            cum = quantise_cdf(logp[torch.as_tensor(rows[lo:hi]), torch.as_tensor(positions[lo:hi])], precision_bits)
+            at = tuple(torch.as_tensor(a[lo:hi], device=logp.device) for a in (rows, positions))
+            cum = quantise_cdf(logp[at], precision_bits)
             cum = cum.cpu().numpy()  # [n, V] inclusive cumulative frequencies
             for k, (r, p, t) in enumerate(zip(rows[lo:hi].tolist(), positions[lo:hi].tolist(), t_pos[lo:hi].tolist())):
                 sym = dec.decode(cum[k])
