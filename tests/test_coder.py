@@ -20,6 +20,7 @@ from springback.measure.coder import (
     quantise,
     quantise_cdf,
     range_encode,
+    table_entries,
 )
 from springback.measure.compression import chunk_inputs, chunk_logprobs, code_length_of_ids, tokenize_texts, token_bits
 from springback.models import build_model
@@ -79,6 +80,11 @@ def test_quantise_sums_floors_follows_p_and_is_row_independent():
     assert torch.equal(quantise(logp[2:3]), f[2:3])
     assert torch.equal(quantise(torch.cat([logp, logp])[5:9]), torch.cat([f, f])[5:9])
     assert torch.equal(quantise_cdf(logp), f.cumsum(1)) and (quantise_cdf(logp)[:, -1] == T).all()
+    # the encoder's two-entry shortcut reads the very same tables, first and last token included
+    symbols = torch.tensor([3, 0, 999, 500, 17, 0, 999])
+    start, freq = table_entries(logp, symbols)
+    assert torch.equal(freq, f.gather(1, symbols[:, None]).squeeze(1))
+    assert torch.equal(start, f.cumsum(1).gather(1, symbols[:, None]).squeeze(1) - freq)
 
 
 def test_quantise_rejects_bad_input():

@@ -136,6 +136,32 @@ def quantise_cdf(logp: torch.Tensor, precision_bits: int = PRECISION_BITS) -> to
     Every step is exact or correctly rounded element-wise, so a row's table does not depend on the
     other rows, the batch shape, the thread count or the device.
     """
+    cum_u, scale, spare = _prefix_weights(logp, precision_bits)
+    cum = cum_u.mul_(scale).long()  # truncation = floor (values ≥ 0); monotone
+    cum[:, -1] = spare  # U_V · (T − V) / U_V, which the rounded division may leave a hair short of
+    return cum.add_(torch.arange(1, cum.size(1) + 1, device=cum.device))
+
+
+def table_entries(logp: torch.Tensor, symbols: torch.Tensor, precision_bits: int = PRECISION_BITS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, frequency) of ``symbols`` [N] in :func:`quantise_cdf`'s tables of ``logp`` [N, V], int64 [N] each.
+
+    The encoder's shortcut: the same arithmetic on the two table entries it needs, not all V.
+    """
+    cum_u, scale, spare = _prefix_weights(logp, precision_bits)
+    last = cum_u.size(1) - 1
+
+    def entry(col: torch.Tensor) -> torch.Tensor:  # cum[:, col], for col ≥ 0   [N, 1]
+        value = cum_u.gather(1, col.clamp(min=0)).mul_(scale).long()  # the very ops of quantise_cdf
+        return torch.where(col == last, spare, value) + col + 1
+
+    col = symbols.to(cum_u.device).long()[:, None]
+    end = entry(col)
+    start = torch.where(col > 0, entry(col - 1), 0)
+    return start.squeeze(1), (end - start).squeeze(1)
+
+
+def _prefix_weights(logp: torch.Tensor, precision_bits: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(prefix sums U [N, V] of the integer weights, as exact float64; scale (T − V) / U_V [N, 1]; T − V)."""
     if logp.dim() != 2 or logp.size(1) < 1:
         raise ValueError("quantise expects log-probabilities of shape [N, V]")
     vocab = logp.size(1)
@@ -156,9 +182,7 @@ def quantise_cdf(logp: torch.Tensor, precision_bits: int = PRECISION_BITS) -> to
     grid = grid.clamp_(max=beyond).long()  # truncation = floor for values ≥ 0   [N, V]
     u = hi.take(grid >> _LO_BITS).mul_(lo.take(grid & ((1 << _LO_BITS) - 1))).floor_()  # ≈ 2**k · exp(logp − max)
     cum_u = u.cumsum_(dim=-1)  # exact integers < 2**52
-    cum = cum_u.mul_(float(spare) / cum_u[:, -1:]).long()  # truncation = floor (values ≥ 0); monotone
-    cum[:, -1] = spare  # U_V · (T − V) / U_V, which the rounded division may leave a hair short of
-    return cum.add_(torch.arange(1, vocab + 1, device=cum.device))
+    return cum_u, float(spare) / cum_u[:, -1:], spare
 
 
 def quantise(logp: torch.Tensor, precision_bits: int = PRECISION_BITS) -> torch.Tensor:
@@ -371,12 +395,9 @@ def encode(
         targets = np.concatenate([t for _, t in pending])
         pending.clear()
         for sl in _slabs(len(targets), logp.size(-1)):
-            cum = quantise_cdf(logp[sl], precision_bits)  # [n, V]
-            sym = torch.as_tensor(targets[sl], device=cum.device)[:, None]
-            end = cum.gather(1, sym).squeeze(1)
-            start = torch.where(sym.squeeze(1) > 0, cum.gather(1, (sym - 1).clamp_(min=0)).squeeze(1), 0)
+            start, freq = table_entries(logp[sl], torch.as_tensor(targets[sl]), precision_bits)
             starts.append(start.cpu().numpy())
-            freqs.append((end - start).cpu().numpy())
+            freqs.append(freq.cpu().numpy())
 
     def code_batch(logp: torch.Tensor, rows: np.ndarray, pos: np.ndarray, targets: np.ndarray) -> None:
         # Quantise many window batches at once: per call, the tensor ops cost more than the tiny tables.
