@@ -15,13 +15,27 @@ from springback.measure.compression import (
     code_length,
     code_length_of_ids,
     examples_code_length,
+    lm_eval_max_length,
     read_texts,
+    resolve_windows,
+    scored_positions,
     token_bits,
     tokenize_texts,
+    window_plan,
     windows,
 )
 from springback.models import build_model, save_model
 from springback.worlds import get_world
+
+import hf_tiny
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The runtime's CPU setup (SPRINGBACK_NUM_THREADS, default 1), as every springback command uses."""
+    from springback.runtime import configure_determinism
+
+    configure_determinism()
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +81,32 @@ def test_windows_tile_targets_exactly_once(n, window, stride):
         assert b - 1 - c <= window and c <= a - 1  # input fits and covers the first target's context
 
 
+@pytest.mark.parametrize("staged", [False, True])
+def test_window_plan_covers_every_window_once_and_staged_keeps_context_first(staged):
+    lengths = [1, 40, 7, 23, 2, 40]
+    window, stride, batch = 8, 3, 4
+    plan = window_plan(lengths, window, stride, batch, staged=staged)
+    assert all(1 <= len(chunk) <= batch for chunk in plan)
+    pieces = [p for chunk in plan for p in chunk]
+    expected = {(i, *w) for i, n in enumerate(lengths) for w in windows(n, window, stride)}
+    assert len(pieces) == len(expected) and set(pieces) == expected
+    if staged:  # every input token of a batch is the prefix or a target of an earlier batch
+        known = {(i, 0) for i in range(len(lengths))}
+        for chunk in plan:
+            assert all((i, t) in known for i, c, a, b in chunk for t in range(c, a))
+            known |= {(i, t) for i, c, a, b in chunk for t in range(a, b)}
+    one_window = [5, 9, 2, 9]  # with one window per sequence the two plans are the same
+    assert window_plan(one_window, 16, 8, 3, staged=True) == window_plan(one_window, 16, 8, 3)
+
+
+def test_scored_positions_are_step_major():
+    chunk = [(0, 0, 1, 4), (1, 2, 5, 7), (2, 0, 1, 2)]  # 3, 2 and 1 targets
+    rows, pos, t = scored_positions(chunk)
+    assert rows.tolist() == [0, 1, 2, 0, 1, 0]
+    assert t.tolist() == [1, 5, 1, 2, 6, 3]
+    assert pos.tolist() == [0, 2, 0, 1, 3, 2]  # target t is predicted at input position t − 1 − c
+
+
 def test_sliding_window_scores_each_token_once_with_its_window_context(world_setup):
     _, tok, model, _, texts = world_setup
     long_ids = tokenize_texts(tok, [" ".join(texts[:4])], add_eos=True)[0]  # ~50 tokens
@@ -86,6 +126,51 @@ def test_sliding_window_scores_each_token_once_with_its_window_context(world_set
             assert win[t - 1] == pytest.approx(direct, rel=1e-5)
     # less context costs more bits overall (the model uses its context)
     assert win.sum() != pytest.approx(full.sum(), rel=1e-9)
+
+
+def test_window_conventions_and_lm_eval_max_length():
+    from types import SimpleNamespace as NS
+
+    long = NS(config=NS(max_position_embeddings=4096))
+    assert resolve_windows(long) == (1024, 512)  # sliding: capped, half-window stride
+    assert resolve_windows(long, windows="sliding", window=100, stride=7) == (100, 7)
+    assert resolve_windows(long, windows="disjoint") == (4096, 4096)  # lm-eval's length, uncapped
+    assert resolve_windows(long, windows="disjoint", window=64, stride=64) == (64, 64)
+    with pytest.raises(SpringbackError, match="stride"):
+        resolve_windows(long, windows="disjoint", stride=5)
+    with pytest.raises(SpringbackError, match="sliding, disjoint"):
+        resolve_windows(long, windows="rolling")
+    # lm-eval's order: n_positions, max_position_embeddings, n_ctx, a nested text_config first
+    assert lm_eval_max_length(NS(config=NS(n_positions=77, max_position_embeddings=99))) == 77
+    assert lm_eval_max_length(NS(config=NS(text_config=NS(n_ctx=300), n_positions=1200))) == 300
+    assert lm_eval_max_length(NS(config=NS()), NS(model_max_length=512)) == 512
+    assert lm_eval_max_length(NS(config=NS()), NS(model_max_length=int(1e30))) == 2048  # unset tokenizer limit
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_disjoint_windows_match_lm_evaluation_harness(tmp_path, kind):
+    """bits/byte of long texts equals lm-eval's loglikelihood_rolling on the same local model (to 1e-4)."""
+    import random
+
+    from lm_eval.api.instance import Instance  # dev extra: the parity check must run, not skip
+    from lm_eval.models.huggingface import HFLM
+
+    from springback.models import load_model
+
+    directory = hf_tiny.save(kind, tmp_path / kind, hidden=16, layers=1)  # context 128 tokens
+    rng = random.Random(0)
+    texts = [" ".join(hf_tiny.review(rng, i % 2 == 0) for _ in range(n)) for i, n in enumerate((3, 1, 19, 8, 16, 20))]
+    lm = HFLM(pretrained=str(directory), device="cpu", batch_size=4, add_bos_token=False)
+    requests = [Instance(request_type="loglikelihood_rolling", doc={}, arguments=(t,), idx=i) for i, t in enumerate(texts)]
+    theirs = np.array(lm.loglikelihood_rolling(requests, disable_tqdm=True))  # nats per text
+    model, tok = load_model(str(directory))
+    ours = code_length(model, tok, texts, windows="disjoint", batch_size=4)
+    assert ours.n_tokens.max() > 2 * 128  # three windows, the last one partial
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    assert ours.bits_per_byte == pytest.approx(-theirs.sum() / math.log(2) / n_bytes, abs=1e-4)
+    np.testing.assert_allclose(ours.bits, -theirs / math.log(2), rtol=1e-5)
+    sliding = code_length(model, tok, texts, batch_size=4)  # more context per window: a different number
+    assert abs(sliding.total_bits - ours.total_bits) > 1e-6 * ours.total_bits
 
 
 def test_masked_tokens_and_padding_contribute_nothing(world_setup):
@@ -160,9 +245,16 @@ def test_compress_cli_arith_on_saved_world_model(tmp_path, capsys, world_setup):
     assert "round trip: tokens exact, text exact" in out
     for name in ("gzip -9", "bz2 -9", "xz -9e", "model (ideal)", "model (arith payload)"):
         assert name in out
+    assert "decoding" in out and "coder overhead" in out
     rc = main(["compress", "--model", str(tmp_path / "model"), "--data", str(data), "--json", "--max-bytes", "200"])
     r = json.loads(capsys.readouterr().out)
     assert rc == 0 and r["model_rate"]["n_bytes"] <= 200 and r["model_rate"]["bits_per_byte"] > 0
+    rc = main(["compress", "--model", str(tmp_path / "model"), "--data", str(data), "--json", "--windows", "disjoint",
+               "--arith", "--window", "8"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and (r["windows"], r["window"], r["stride"]) == ("disjoint", 8, 8)
+    assert r["arith"]["roundtrip_tokens_exact"] and set(r["seconds"]) == {"encode", "decode"}
+    assert abs(r["arith"]["payload_bytes"] - r["model_rate"]["code_bits"] / 8) <= 2
     assert main(["compress", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "nope.txt")]) == 2
     assert "data file not found" in capsys.readouterr().err
 

@@ -68,8 +68,13 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="FILE", help="plain text (.txt, one text per line) or .jsonl with a \"text\" field")
     p.add_argument("--arith", action="store_true", help="also arithmetic-code the tokens, decode them back and compare sizes")
     p.add_argument("--max-bytes", dest="max_bytes", type=int, default=None, metavar="N", help="use only the first N bytes of text")
-    p.add_argument("--window", type=int, default=None, metavar="TOKENS", help="sliding-window length (default: the model's context, at most 1024)")
-    p.add_argument("--stride", type=int, default=None, metavar="TOKENS", help="new tokens scored per window after the first (default: window/2)")
+    p.add_argument("--windows", choices=["sliding", "disjoint"], default="sliding",
+                   help="long texts: sliding windows (default) or lm-evaluation-harness's disjoint rolling windows")
+    p.add_argument("--window", type=int, default=None, metavar="TOKENS",
+                   help="window length (default: the model's context; capped at 1024 for sliding, uncapped for disjoint)")
+    p.add_argument("--stride", type=int, default=None, metavar="TOKENS", help="sliding: new tokens scored per window after the first (default: window/2)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=32, metavar="N",
+                   help="windows per forward pass (the decoder advances N texts per pass)")
     p.add_argument("--eos", action="store_true", help="append and score an EOS after every text (world models are trained with one)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -82,12 +87,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from .measure.compression import compress_file
 
     r = compress_file(args.model, args.data, arith=args.arith, max_bytes=args.max_bytes, window=args.window,
-                      stride=args.stride, add_eos=args.eos)
+                      stride=args.stride, batch_size=args.batch_size, add_eos=args.eos, windows=args.windows)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
     m = r["model_rate"]
-    print(f"model     {r['model']}  (vocabulary {r['vocab_size']}, window {r['window']} tokens)")
+    print(f"model     {r['model']}  (vocabulary {r['vocab_size']}, {r['windows']} windows of {r['window']} tokens, "
+          f"stride {r['stride']})")
     print(f"data      {r['data']}: {m['n_texts']} texts, {m['n_bytes']} bytes, {m['n_tokens']} scored tokens")
     print(f"{'coder':<22}{'bytes':>10}{'bits/token':>12}{'bits/byte':>11}{'γ':>8}")
     print(f"{'model (ideal)':<22}{m['code_bits'] / 8:>10.1f}{m['bits_per_token']:>12.4f}{m['bits_per_byte']:>11.4f}{m['gamma']:>8.4f}")
@@ -98,11 +104,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
     for name, b in r["baselines"].items():
         print(f"{name:<22}{b['bytes']:>10d}{'':>12}{b['bits_per_byte']:>11.4f}{b['gamma']:>8.4f}")
     if "arith" in r:
-        a = r["arith"]
-        print(f"arith     payload {a['payload_bytes']} B vs ideal {a['ideal_bytes']:.1f} B: overhead {a['payload_overhead_bytes']:+.2f} B "
-              f"({a['payload_overhead_bytes_per_sequence']:+.3f} B/sequence); header {a['header_bytes']} B "
-              f"(boundaries: {a['boundaries']}; CRC-32); round trip: tokens {'exact' if a['roundtrip_tokens_exact'] else 'FAILED'}, "
-              f"text {'exact' if a['roundtrip_text_exact'] else str(a['roundtrip_texts_differ']) + ' of ' + str(m['n_texts']) + ' texts differ (the tokenizer normalises them or maps unknown words to <unk>)'}")
+        a, sec = r["arith"], r["seconds"]
+        p = a["precision_bits"]
+        print(f"arith     payload {a['payload_bytes']} B = ideal of the coded {p}-bit tables {a['quantised_ideal_bytes']:.1f} B "
+              f"+ coder overhead {a['coder_overhead_bytes']:+.2f} B; header {a['header_bytes']} B (token counts, CRC-32)")
+        floor = a["n_tokens_beyond_floor"]
+        print(f"          coded tables vs the model's ideal {a['ideal_bytes']:.1f} B: {a['quantisation_bytes']:+.2f} B"
+              + (f" ({floor} tokens have p < 2^-{p}: the tables' floor codes each in ≤ {p} bits, below −log2 p)" if floor else ""))
+        exact = "exact" if a["roundtrip_text_exact"] else (
+            f"{a['roundtrip_texts_differ']} of {m['n_texts']} texts differ (the tokenizer normalises them or maps unknown words to <unk>)")
+        print(f"          scoring+encoding {sec['encode']:.2f} s, decoding {sec['decode']:.2f} s; round trip: tokens "
+              f"{'exact' if a['roundtrip_tokens_exact'] else 'FAILED'}, text {exact}")
     print("(gzip/bz2/xz compress the texts joined by newlines: their byte count includes the newlines)")
     return 0 if "arith" not in r or r["arith"]["roundtrip_tokens_exact"] else 1
 
