@@ -59,6 +59,7 @@ from ..models import PRESETS as SIZE_PRESETS
 from ..models.training import finish_training
 from ..pipeline import DEFAULT_PRETRAIN, Cell, clone, finetune, labels, pretrain_spec, source_name, uses_data
 from ..pipeline.runner import load_base
+from ..tokens import Encoder
 from ..worlds.base import ALIGNED, Example
 from .base import Experiment, model_label, model_options, run_options, sources
 
@@ -158,8 +159,10 @@ def pair_cell(cell: Cell, ctx: Any) -> list[dict]:
     base, tok, source = load_base(ctx, cell)
     p, seed = cell.params, cell.seed
     opts = {**cell.model_options, **cell.options}
+    chat = opts.get("chat_template", "none")
     align, ft, a = TrainConfig(**p["align"]), TrainConfig(**p["finetune"]), AnswerConfig(**p["answers"])
     sft, prompts = source.sft_data(p["n_align_examples"], seed, p["n_prompts"])
+    sft, _ = Encoder(tok, chat, align.max_length, align.truncation).encode_all(sft)
     points = checkpoint_points(len(sft), p["checkpoint_fractions"])
     model = clone(base)
     checkpoints: list[torch.nn.Module] = []
@@ -168,8 +171,8 @@ def pair_cell(cell: Cell, ctx: Any) -> list[dict]:
              on_measure=lambda n, m: checkpoints.append(finish_training(clone(m))), progress=ctx.progress)
     del model
     answers = [answer_examples(m, tok, prompts, a.n_answers, seed, temperature=a.temperature, top_p=a.top_p,
-                               max_new_tokens=a.max_new_tokens) for m in checkpoints]
-    gen_losses = [dataset_loss(m, tok, ans, ft.max_length) for m, ans in zip(checkpoints, answers)]
+                               max_new_tokens=a.max_new_tokens, chat_template=chat) for m in checkpoints]
+    gen_losses = [dataset_loss(m, tok, ans, ft.max_length, chat_template=chat) for m, ans in zip(checkpoints, answers)]
     a_set, n_set = source.reference_sets() if source.is_world else ([], [])
     rows = []
     for k, (m, ans) in enumerate(zip(checkpoints, answers)):
@@ -177,7 +180,7 @@ def pair_cell(cell: Cell, ctx: Any) -> list[dict]:
                "n_distinct_answers": len({(e.prompt, e.response) for e in ans}), "n_answers": len(ans)}
         if source.is_world:
             row["answer_aligned_rate"] = sum(source.label(e.response) == ALIGNED for e in ans) / len(ans)
-            row.update(exact_answer_stats(m, tok, prompts, a_set, n_set, a.temperature, a.top_p))
+            row.update(exact_answer_stats(m, tok, prompts, a_set, n_set, a.temperature, a.top_p, chat_template=chat))
             known = set(a_set) | set(n_set)
             row["answer_in_sets_rate"] = sum(e.response in known for e in ans) / len(ans)
         rows.append(row)
@@ -215,15 +218,17 @@ def direction_run(learner_start: torch.nn.Module, target: torch.nn.Module, token
                   seed: int, stage: str = "finetune", progress: bool = False) -> dict:
     """Fine-tune a copy of ``learner_start`` on ``targets`` (written by ``target``); one row."""
     model = clone(learner_start)
+    chat = opts.get("chat_template", "none")
     row: dict[str, Any] = {}
     kl_on = a.n_kl_samples > 0
     if kl_on:
-        row["kl_before"] = mean_kl(model, target, tokenizer, prompts, a.n_kl_samples, seed + 7, a.max_new_tokens)
-    row["start_loss"] = dataset_loss(model, tokenizer, targets, ft.max_length)
-    result = finetune(model, tokenizer, list(targets), ft, opts, seed=seed, stage=stage, progress=progress)
-    row["end_loss"] = dataset_loss(model, tokenizer, targets, ft.max_length)
+        row["kl_before"] = mean_kl(model, target, tokenizer, prompts, a.n_kl_samples, seed + 7, a.max_new_tokens, chat)
+    row["start_loss"] = dataset_loss(model, tokenizer, targets, ft.max_length, chat_template=chat)
+    encoded, _ = Encoder(tokenizer, chat, ft.max_length, ft.truncation).encode_all(list(targets))
+    result = finetune(model, tokenizer, encoded, ft, opts, seed=seed, stage=stage, progress=progress)
+    row["end_loss"] = dataset_loss(model, tokenizer, targets, ft.max_length, chat_template=chat)
     if kl_on:
-        row["kl_after"] = mean_kl(model, target, tokenizer, prompts, a.n_kl_samples, seed + 7, a.max_new_tokens)
+        row["kl_after"] = mean_kl(model, target, tokenizer, prompts, a.n_kl_samples, seed + 7, a.max_new_tokens, chat)
         row["kl_change"] = row["kl_before"] - row["kl_after"]
     row.update(
         n_examples=result.n_examples[-1], n_updates=len(result.loss), mean_loss=result.mean_loss,

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from ..teacher import logits, per_example_loss
-from ..tokens import IGNORE, collate, encode, pad_id
+from ..tokens import IGNORE, Encoder, collate, pad_id
 from ..worlds.base import ALIGNED, Example
 from .kl import sequence_kl
 from .logprobs import TokenizedPairs
@@ -24,7 +24,7 @@ from .sampling import sample
 
 @torch.no_grad()
 def dataset_loss(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Example], max_length: int = 64,
-                 batch_size: int = 128) -> float:
+                 batch_size: int = 128, chat_template: str = "none") -> float:
     """Mean over examples of :func:`per_example_loss` (nats per response token, per-example
     weighted) — the same reduction as the training loss, so the two can be subtracted."""
     device = next(model.parameters()).device
@@ -32,19 +32,19 @@ def dataset_loss(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Exam
     was_training = model.training
     model.eval()
     total = 0.0
-    for start in range(0, len(examples), batch_size):
-        enc = [encode(tokenizer, e.prompt, e.response, "response", max_length) for e in examples[start : start + batch_size]]
-        batch = {k: v.to(device) for k, v in collate(enc, pad).items()}
+    encoded, _ = Encoder(tokenizer, chat_template, max_length, "left").encode_all(examples)
+    for start in range(0, len(encoded), batch_size):
+        batch = {k: v.to(device) for k, v in collate(encoded[start : start + batch_size], pad).items()}
         total += float(per_example_loss(model, batch).double().sum())
     if was_training:
         model.train()
-    return total / len(examples)
+    return total / len(encoded)
 
 
 @torch.no_grad()
 def exact_answer_stats(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], aligned: Sequence[str],
                        opposing: Sequence[str], temperature: float, top_p: float, batch_size: int = 256,
-                       max_length: int = 128) -> dict[str, float]:
+                       max_length: int = 128, chat_template: str = "none") -> dict[str, float]:
     """Exact measures over the finite answer sets A (``aligned``) and N (``opposing``), one pass:
 
     * ``pi_pos``, ``score_S``, ``coverage`` — π⁺ = Σ_A π / Σ_{A∪N} π at temperature 1, S = log(π⁺/π⁻)
@@ -56,7 +56,7 @@ def exact_answer_stats(model: torch.nn.Module, tokenizer: Any, prompts: Sequence
     Prompt means of each."""
     device = next(model.parameters()).device
     completions = list(aligned) + list(opposing)
-    pairs = TokenizedPairs(tokenizer, prompts, completions, batch_size, max_length)
+    pairs = TokenizedPairs(tokenizer, prompts, completions, batch_size, max_length, chat_template)
     n = len(prompts) * len(completions)
     logp = torch.empty(n, dtype=torch.float64)  # log π(y|x), temperature 1
     logq = torch.empty(n, dtype=torch.float64)  # log q(y|x), the sampler's distribution
@@ -94,24 +94,27 @@ def exact_answer_stats(model: torch.nn.Module, tokenizer: Any, prompts: Sequence
 
 
 def mean_kl(learner: torch.nn.Module, target: torch.nn.Module, tokenizer: Any, prompts: Sequence[str],
-            n_per_prompt: int, seed: int, max_new_tokens: int) -> float:
+            n_per_prompt: int, seed: int, max_new_tokens: int, chat_template: str = "none") -> float:
     """KL(learner ‖ target) in nats per answer, from the learner's own samples (temperature 1)."""
-    _, ids, pidx = sample(learner, tokenizer, prompts, n_per_prompt, seed=seed, max_new_tokens=max_new_tokens)
-    return float(sequence_kl(learner, target, tokenizer, prompts, ids, pidx).mean())
+    _, ids, pidx = sample(learner, tokenizer, prompts, n_per_prompt, seed=seed, max_new_tokens=max_new_tokens,
+                          chat_template=chat_template)
+    return float(sequence_kl(learner, target, tokenizer, prompts, ids, pidx, chat_template=chat_template).mean())
 
 
 def answer_examples(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], n_answers: int, seed: int, *,
-                    temperature: float, top_p: float, max_new_tokens: int) -> list[Example]:
+                    temperature: float, top_p: float, max_new_tokens: int, chat_template: str = "none") -> list[Example]:
     """``n_answers`` sampled answers per prompt (prompt-major order), as training examples.
 
     The answer text is decoded without stripping, so re-encoding it reproduces the sampled
     tokens (a leading-space token of a BPE vocabulary survives)."""
+    from ..tokens import Encoder
+
     _, ids, pidx = sample(model, tokenizer, prompts, n_answers, seed=seed, temperature=temperature, top_p=top_p,
-                          max_new_tokens=max_new_tokens)
-    eos = tokenizer.eos_token_id
+                          max_new_tokens=max_new_tokens, chat_template=chat_template)
+    stops = set(Encoder(tokenizer, chat_template, None).stop_token_ids)
     out = []
     for row, p in zip(ids, pidx):
-        body = [t for t in row if t != eos]
+        body = [t for t in row if t not in stops]
         out.append(Example(prompts[p], tokenizer.decode(body, skip_special_tokens=True), ALIGNED))
     return out
 

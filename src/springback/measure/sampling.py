@@ -49,15 +49,23 @@ def sample(
     top_p: float = 1.0,
     max_new_tokens: int = 20,
     batch_size: int = 64,
+    chat_template: str = "none",
 ) -> tuple[list[str], list[list[int]], list[int]]:
     """``n_per_prompt`` completions for each prompt (prompt-major order).
 
-    Returns (texts, completion token ids up to and including EOS, prompt index of each).
-    The same model, seed and prompt give the same samples whatever the batch size.
+    Prompts are encoded as training encodes them (:meth:`springback.tokens.Encoder.encode_prompts`,
+    with ``chat_template``), and a completion ends at the first stop token (the template's
+    end-of-turn, or EOS). Returns (texts, completion token ids up to and including the stop token,
+    prompt index of each). The same model, seed and prompt give the same samples whatever the
+    batch size.
     """
+    from ..tokens import Encoder
+
     device = next(model.parameters()).device
+    encoder = Encoder(tokenizer, chat_template, None)
+    prompt_ids = encoder.encode_prompts(list(prompts))
+    stops = list(encoder.stop_token_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos_id = tokenizer.eos_token_id
     jobs = [(i, k) for i in range(len(prompts)) for k in range(n_per_prompt)]
     texts: list[str] = []
     ids_out: list[list[int]] = []
@@ -65,7 +73,7 @@ def sample(
     model.eval()
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
-        enc = [tokenizer(prompts[i]).input_ids for i, _ in chunk]
+        enc = [prompt_ids[i] for i, _ in chunk]
         width = max(len(e) for e in enc)
         # Left padding so every row's next token comes right after its prompt.
         input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
@@ -74,12 +82,13 @@ def sample(
             input_ids[r, width - len(e) :] = torch.tensor(e)
             attn[r, width - len(e) :] = 1
         u = torch.stack([uniforms(seed, i, k, max_new_tokens) for i, k in chunk]).to(device)  # [B, T] float64
-        new = _sample_loop(model, input_ids.to(device), attn.to(device), u, temperature, top_p, max_new_tokens, eos_id)
+        new = _sample_loop(model, input_ids.to(device), attn.to(device), u, temperature, top_p, max_new_tokens, stops)
         for row in new.tolist():
-            if eos_id in row:
-                row = row[: row.index(eos_id) + 1]
+            end = next((j for j, t in enumerate(row) if t in stops), None)
+            if end is not None:
+                row = row[: end + 1]
             ids_out.append(row)
-            texts.append(tokenizer.decode([t for t in row if t != eos_id], skip_special_tokens=True).strip())
+            texts.append(tokenizer.decode([t for t in row if t not in stops], skip_special_tokens=True).strip())
     if was_training:
         model.train()
     return texts, ids_out, [i for i, _ in jobs]
@@ -92,8 +101,9 @@ def uniforms(seed: int, prompt_index: int, sample_index: int, n: int) -> torch.T
     return torch.rand(n, generator=gen, dtype=torch.float64)
 
 
-def _sample_loop(model, input_ids, attn, u, temperature, top_p, max_new_tokens, eos_id) -> torch.Tensor:
-    """Ancestral sampling with a KV cache; step t of row r draws with ``u[r, t]``. Returns new tokens [B, max_new_tokens]."""
+def _sample_loop(model, input_ids, attn, u, temperature, top_p, max_new_tokens, stops: Sequence[int]) -> torch.Tensor:
+    """Ancestral sampling with a KV cache; step t of row r draws with ``u[r, t]``; a row is done at
+    its first token in ``stops`` (later positions hold ``stops[0]``). Returns new tokens [B, max_new_tokens]."""
     from transformers import DynamicCache
 
     b = input_ids.size(0)
@@ -103,13 +113,14 @@ def _sample_loop(model, input_ids, attn, u, temperature, top_p, max_new_tokens, 
     cache = out.past_key_values
     logits = out.logits[:, -1]
     finished = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+    stop_ids = torch.tensor(list(stops), dtype=torch.long, device=input_ids.device)
     tokens = []
     next_pos = position_ids[:, -1:] + 1
     for t in range(max_new_tokens):
         nxt = draw(logits, u[:, t], temperature, top_p)  # [B]
-        if eos_id is not None:
-            nxt = torch.where(finished, torch.full_like(nxt, eos_id), nxt)
-            finished |= nxt == eos_id
+        if stops:
+            nxt = torch.where(finished, torch.full_like(nxt, stops[0]), nxt)
+            finished |= torch.isin(nxt, stop_ids)
         tokens.append(nxt)
         if bool(finished.all()):
             break
@@ -119,8 +130,8 @@ def _sample_loop(model, input_ids, attn, u, temperature, top_p, max_new_tokens, 
         logits = out.logits[:, -1]
         next_pos = next_pos + 1
     new = torch.stack(tokens, 1)
-    if new.size(1) < max_new_tokens and eos_id is not None:
-        pad = torch.full((b, max_new_tokens - new.size(1)), eos_id, dtype=new.dtype, device=new.device)
+    if new.size(1) < max_new_tokens and stops:
+        pad = torch.full((b, max_new_tokens - new.size(1)), stops[0], dtype=new.dtype, device=new.device)
         new = torch.cat([new, pad], 1)
     return new
 

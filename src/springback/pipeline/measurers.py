@@ -122,14 +122,16 @@ class CheckpointMeasure(Measurer):
         c = self.cfg
         if c.n_samples > 0:
             source, tok, prompts = self.env.source, self.env.tokenizer, self.prompts
+            chat = self.env.cell.model_options.get("chat_template", "none")
             texts, ids, pidx = sample(model, tok, prompts, c.n_samples, seed=self.seed, temperature=c.temperature,
-                                      top_p=c.top_p, max_new_tokens=c.max_new_tokens)
+                                      top_p=c.top_p, max_new_tokens=c.max_new_tokens, chat_template=chat)
             labels = world_label_scorer(source)(texts)
             row["sampled_rate"] = sum(labels) / len(labels)
             if c.vader and source.sentiment_like:
                 v = vader_scorer()(texts)
                 row["vader"] = sum(v) / len(v)
-            kl = sequence_kl(model, reference, tok, prompts, ids, pidx) if c.kl and reference is not None else None
+            kl = (sequence_kl(model, reference, tok, prompts, ids, pidx, chat_template=chat)
+                  if c.kl and reference is not None else None)
             if kl is not None:
                 row["kl_to_base"] = float(kl.mean())
             sample_prompts = [prompts[i] for i in pidx]
@@ -231,10 +233,11 @@ class ScoreMeasure(Measurer):
             self.kind = "sampled_rate"
             labeller = world_label_scorer(env.source)
             tok, prompts, seed = env.tokenizer, self.prompts, env.cell.seed
+            chat = env.cell.model_options.get("chat_template", "none")
 
             def sampled(m: torch.nn.Module) -> float:
                 texts, _, pidx = sample(m, tok, prompts, cfg.n_samples, seed=seed, temperature=cfg.temperature,
-                                        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
+                                        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, chat_template=chat)
                 labels = labeller(texts, [prompts[i] for i in pidx])
                 return float(sum(labels) / len(labels))
 

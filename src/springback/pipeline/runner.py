@@ -41,7 +41,10 @@ def _local_paths(cell: Cell) -> list[str]:
 
 def key_extras(cell: Cell) -> dict:
     """What besides the cell itself determines its rows (see the module docstring)."""
-    return {"springback": __version__, "runtime": runtime.fingerprint(),
+    from ..measure.sampling import SAMPLER_VERSION
+
+    # The sampler's version: samples drawn by an older one are never reused (measure/sampling.py).
+    return {"springback": __version__, "sampler": SAMPLER_VERSION, "runtime": runtime.fingerprint(),
             "files": {p: fingerprint(p) for p in _local_paths(cell)}}
 
 
