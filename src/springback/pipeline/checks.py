@@ -60,7 +60,7 @@ def check_cells(cells: list[Cell], report: Any = None) -> list[str]:
                 seen.add(mkey)
                 a_set, n_set = src.reference_sets()
                 limit = MeasureConfig(**measure).max_length
-                enc = Encoder(tok, chat, limit, "left")
+                enc = Encoder(tok, chat, None)  # lengths before any truncation
                 longest = max((len(enc.encode("", c).input_ids) for c in list(a_set) + list(n_set)), default=0)
                 if longest > limit:
                     raise SpringbackError(f"{cell.experiment}: a reference completion of {src.name} has {longest} tokens, "
