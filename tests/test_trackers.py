@@ -63,6 +63,73 @@ def test_tensorboard_tracker_writes_one_run_per_cell(tmp_path):
     assert got["opposing/score_S"] == [(0, 0.5), (20, 0.25)]
 
 
+class _FakeBackend:
+    """Stands in for accelerate's WandBTracker / MLflowTracker: records what springback asks of it."""
+
+    made: list = []
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs, self.logged, self.config, self.defined, self.finished = args, kwargs, [], None, [], False
+        self.tracker = self  # W&B's run object: define_metric lives there
+        _FakeBackend.made.append(self)
+
+    def start(self):
+        pass
+
+    def store_init_configuration(self, values):
+        self.config = values
+
+    def log(self, values, step=None):
+        self.logged.append((values, step))
+
+    def define_metric(self, name, **kwargs):
+        self.defined.append((name, kwargs))
+
+    def finish(self):
+        self.finished = True
+
+
+def test_wandb_and_mlflow_wiring(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from accelerate import tracking
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name in ("wandb", "mlflow") else real(name, *a))
+    monkeypatch.setattr(tracking, "WandBTracker", _FakeBackend)
+    monkeypatch.setattr(tracking, "MLflowTracker", _FakeBackend)
+    uris = []
+    monkeypatch.setitem(sys.modules, "mlflow", types.SimpleNamespace(set_tracking_uri=uris.append))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    _FakeBackend.made = []
+
+    # W&B: the cell key names the run; each stage's examples are their own x axis (W&B's own step must only grow).
+    tr = Tracker("wandb", tmp_path / "run", "springback-rebound")
+    tr.start_cell("k1", "sentiment n+=100 s0", (("seed", 0),))
+    tr.log_loss("align", 8, 2.5)
+    tr.log_rows([{"stage": "opposing", "n_examples": 0, "score_S": 0.5}])
+    tr.close()
+    w = _FakeBackend.made[-1]
+    assert w.args == ("springback-rebound",) and w.kwargs["name"] == "k1" and w.kwargs["mode"] == "offline"
+    assert w.kwargs["dir"] == str(tmp_path / "run") and w.config["cell_key"] == "k1" and w.config["seed"] == 0
+    assert w.logged == [({"loss/align": 2.5, "examples/align": 8}, None),
+                        ({"opposing/score_S": 0.5, "examples/opposing": 0}, None)]
+    assert ("loss/align", {"step_metric": "examples/align"}) in w.defined and w.finished
+
+    # MLflow: a local file: store under the run directory, one run per cell named by its key.
+    tr = Tracker("mlflow", tmp_path / "run", "springback-rebound")
+    assert uris == [(tmp_path / "run" / "mlruns").resolve().as_uri()] and uris[0].startswith("file:")
+    tr.start_cell("k2", "cell", ())
+    tr.log_loss("opposing", 16, 1.25)
+    tr.close()
+    m = _FakeBackend.made[-1]
+    assert m.kwargs["run_name"] == "k2" and m.kwargs["experiment_name"] == "springback-rebound"
+    assert m.logged == [({"loss/opposing": 1.25}, 16)] and m.finished
+
+
 @pytest.mark.slow
 def test_tiny_rebound_logged_to_tensorboard(tiny_rebound_run, tiny_rebound_sets, tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")

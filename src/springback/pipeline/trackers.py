@@ -97,15 +97,19 @@ class Tracker:
         self.config = {k: v for k, v in (config or {}).items() if isinstance(v, (str, int, float, bool))}
         self.active = runtime.is_main_process()
         self._run: Any = None
+        self._axes: set[str] = set()  # W&B metrics already bound to their x axis
         if kind == "mlflow" and self.active and not os.environ.get("MLFLOW_TRACKING_URI"):
             import mlflow
 
-            mlflow.set_tracking_uri((self.run_dir / "mlruns").resolve().as_uri())  # a local file: store
+            # A local file: store (offline). MLflow 3 keeps it in maintenance mode and refuses it unless
+            # opted in; a user who wants its database store sets MLFLOW_TRACKING_URI=sqlite:///….
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            mlflow.set_tracking_uri((self.run_dir / "mlruns").resolve().as_uri())
 
     @property
     def log_dir(self) -> Path:
         """Where the backend writes under the run directory."""
-        return self.run_dir / {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlruns"}[self.kind]
+        return self.run_dir / {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlruns"}[self.kind]  # W&B names its own
 
     def _make(self, key: str, name: str) -> Any:
         from accelerate import tracking
@@ -113,17 +117,35 @@ class Tracker:
         if self.kind == "tensorboard":
             return tracking.TensorBoardTracker(key, str(self.log_dir))
         if self.kind == "wandb":
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            # accelerate's run_name is W&B's project; the cell key names the W&B run.
-            return tracking.WandBTracker(self.project, name=key, notes=name, dir=str(self.log_dir), mode=wandb_mode())
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # accelerate's run_name is W&B's project; the cell key names the W&B run (files: RUN_DIR/wandb/).
+            return tracking.WandBTracker(self.project, name=key, notes=name, dir=str(self.run_dir), mode=wandb_mode())
         return tracking.MLflowTracker(experiment_name=self.project, logging_dir=str(self.log_dir), run_name=key,
                                       description=name)
+
+    def _log(self, values: dict[str, float | int], step: int, axis: str) -> None:
+        """Log ``values`` at ``step`` on the x axis named ``axis`` (e.g. examples seen in a stage).
+
+        W&B keeps one step counter per run that must only grow, while a cell's stages each count
+        examples from 0; so for W&B every axis is its own metric (``axis``), declared as the step
+        metric of the values logged on it. TensorBoard and MLflow take the step as given."""
+        if self.kind != "wandb":
+            self._run.log(values, step=step)
+            return
+        run = self._run.tracker
+        for k in values:
+            if k not in self._axes:
+                run.define_metric(axis, hidden=True)
+                run.define_metric(k, step_metric=axis)
+                self._axes.add(k)
+        self._run.log({**values, axis: step})
 
     def start_cell(self, key: str, name: str, labels: Iterable[tuple[str, Any]] = ()) -> None:
         """Open the tracker run of one cell (named by its key)."""
         if not self.active:
             return
         self.end_cell()
+        self._axes: set[str] = set()
         self._run = self._make(key, name)
         self._run.start()
         values = {**self.config, "cell": name, "cell_key": key}
@@ -133,7 +155,7 @@ class Tracker:
     def log_loss(self, stage: str, n_examples: int, loss: float) -> None:
         """One training update's loss, at step = examples seen in the stage."""
         if self._run is not None:
-            self._run.log({f"loss/{stage}": float(loss)}, step=int(n_examples))
+            self._log({f"loss/{stage}": float(loss)}, int(n_examples), f"examples/{stage}")
 
     def loss_logger(self, stage: str) -> Callable[[int, float], None]:
         """``train``'s ``on_step`` callback for one stage."""
@@ -144,9 +166,9 @@ class Tracker:
         if self._run is None:
             return
         for row in rows:
-            _, step, metrics = row_metrics(row)
+            prefix, step, metrics = row_metrics(row)
             if metrics:
-                self._run.log(metrics, step=step)
+                self._log(metrics, step, f"examples/{prefix}")
 
     def end_cell(self) -> None:
         """Close the current cell's tracker run (flushes its files)."""
