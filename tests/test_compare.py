@@ -109,6 +109,18 @@ def test_rows_average_a_seeds_curves_only_when_every_curve_defines_the_measure()
     assert compare_runs([RunRecords("ra", a, CFG), RunRecords("rb", b, CFG)], sort_by="late_fall_per_100").descending is False
 
 
+def test_elasticity_without_a_base_model_uses_its_base_score():
+    curves = {(0, 0): [(0, 0.9), (100, 0.5)], (1, 0): [(0, 0.8), (100, 0.4)]}
+    a = _records(curves, {}, experiment="elasticity", model="a")
+    b = _records(curves, {}, experiment="elasticity", model="b")
+    cmp = compare_runs([RunRecords("ra", a, {"kl_epsilon": 0.01, "base_score": 0.6}), RunRecords("rb", b, {"kl_epsilon": 0.01})])
+    t = cmp.table.set_index("label")
+    # a: gains 0.3 and 0.2; n½ where the score falls to 0.75 (100 × 0.15/0.4) and to 0.7 (100 × 0.1/0.4).
+    assert (t.loc["a", "gain"], t.loc["a", "n_half"]) == pytest.approx((0.25, np.mean([37.5, 25.0])))
+    assert math.isnan(t.loc["b", "gain"]) and "no base level in b" in cmp.notes[0]
+    assert list(cmp.table.label) == ["a", "b"]  # the undefined row goes last
+
+
 def test_compare_refuses_what_it_cannot_compare():
     a = _records({(0, 100): [(0, 4.0), (100, 0.0)]}, {0: 0.0})
     cases = [

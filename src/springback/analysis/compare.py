@@ -388,6 +388,10 @@ def compare_runs(
         grids = {labels[n]: sorted(int(x) for x in g.n_aligned.unique()) for n, g in tab.groupby("run")}
         if len({tuple(v) for v in grids.values()}) > 1:
             notes.append(f"the rows average different n⁺ grids ({grids}); compare with --by n_aligned")
+    no_base = [labels[n] for n, g in tab.groupby("run") if g.score_base.isna().all()]
+    if no_base:
+        notes.append(f"no base level in {', '.join(no_base)} (no base model or base_score): gain, n½, n_base and "
+                     "the fall rates are undefined there")
     seeds = {labels[n]: sorted(int(s) for s in g.seed.unique()) for n, g in tab.groupby("run")}
     if len({tuple(v) for v in seeds.values()}) > 1:
         notes.append(f"the runs have different seeds ({seeds}): differences are paired over the shared seeds only")

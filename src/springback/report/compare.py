@@ -52,8 +52,8 @@ def _headline(cmp: Comparison) -> list[str]:
     return [
         f"Experiment `{cmp.experiment}`; score `{cmp.metric}`; KL `{cmp.kl_metric}` with ε = {cmp.kl_epsilon:g}.",
         f"One row = {cmp.row_meaning}. Each value is the mean over seeds with its 95% t-interval; "
-        f"rows are sorted by {SHORT_NAMES.get(cmp.sort_by, cmp.sort_by)} ({order} first: "
-        f"{'more' if cmp.descending else 'fewer'} is alignment that survives more opposing data), undefined last. "
+        f"rows are sorted by {SHORT_NAMES.get(cmp.sort_by, cmp.sort_by)}, {order} first (the alignment that "
+        "survives the most opposing data on top), undefined last. "
         "Δ = row − best row with its 95% interval: paired over the seeds both rows define (the same seed draws "
         "the same opposing data in every run), Welch's unpaired interval when they share fewer than two.",
     ]

@@ -113,7 +113,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, wall_s: dict[s
     owner = [(sec, r) for sec, r in zip(sections, results) for _ in r["claims"]]
     counts = {v: sum(1 for _, c in claims if c["verdict"] == v) for v in VERDICTS}
     count_text = ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in VERDICTS)
-    png = _summary_png(claims)
+    # Grouped by section: two runs of one experiment are two groups (rebound, rebound-2).
+    png = _summary_png([(sec, c) for (_, c), (sec, _) in zip(claims, owner)])
     if png is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report_summary.png").write_bytes(png)
