@@ -23,6 +23,25 @@ def _scalars(directory) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def test_on_step_sees_every_update_and_changes_nothing(nano_model, sentiment_world):
+    import copy
+
+    import torch
+
+    from springback.config import TrainConfig
+    from springback.train import train
+
+    model, tok = nano_model
+    examples = sentiment_world.aligned(20, 0)
+    cfg = TrainConfig(lr=1e-3, batch_size=8)
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    seen = []
+    ra = train(a, tok, examples, cfg, seed=3, progress=False, on_step=lambda n, loss: seen.append((n, loss)))
+    rb = train(b, tok, examples, cfg, seed=3, progress=False)
+    assert seen == list(zip(ra.n_examples, ra.loss)) and [n for n, _ in seen] == [8, 16, 20]
+    assert ra.loss == rb.loss and all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
 def test_missing_or_unknown_tracker_is_one_line(monkeypatch, tmp_path, capsys):
     with pytest.raises(SpringbackError, match="unknown tracker 'neptune'"):
         check_tracker("neptune")
