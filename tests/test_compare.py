@@ -288,3 +288,16 @@ def test_compare_rebound_runs_of_two_sizes_by_hand(tiny_rebound_run, tiny_reboun
     assert best["best"] and best["n_half_diff"] == 0.0
     md = (tmp_path / "compare.md").read_text()
     assert "per seed, the mean over its n⁺ curves" in md and f"**{order[0]}**" in md
+
+
+def test_compare_cli_bad_input_is_one_line(tmp_path, capsys):
+    from springback.cli import main
+
+    (tmp_path / "not-a-run").mkdir()
+    cases = [([str(tmp_path / "missing")], "run directory not found"),
+             ([str(tmp_path / "not-a-run")], "not a springback run directory"),
+             ([str(tmp_path / "not-a-run"), str(tmp_path / "not-a-run")], "given twice")]
+    for args, match in cases:
+        assert main(["compare", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
