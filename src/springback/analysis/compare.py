@@ -320,8 +320,7 @@ def compare_table(seeds: pd.DataFrame, by: Sequence[str], sort_by: str, descendi
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def mean_curves(runs: Sequence[RunRecords], labels: Mapping[str, str], experiment: str, metric: str,
-                by: Sequence[str]) -> pd.DataFrame:
+def mean_curves(runs: Sequence[RunRecords], labels: Mapping[str, str], metric: str, by: Sequence[str]) -> pd.DataFrame:
     """The metric against n⁻ per row, aggregated as the table is: per seed the mean over the
     row's curves at each n⁻, then mean and 95% t-interval over seeds."""
     parts = []
@@ -397,5 +396,5 @@ def compare_runs(
         notes.append(f"the runs have different seeds ({seeds}): differences are paired over the shared seeds only")
     return Comparison(experiment=experiment, metric=metric, kl_metric=kl_metric, kl_epsilon=eps, sort_by=sort_by,
                       descending=bool(descending), by=by, labels=labels, table=table, seeds=seed_tab, curves=tab,
-                      mean_curves=mean_curves(runs, labels, experiment, metric, by), row_meaning=ROW_MEANING[experiment],
+                      mean_curves=mean_curves(runs, labels, metric, by), row_meaning=ROW_MEANING[experiment],
                       notes=notes)
