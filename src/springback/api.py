@@ -105,13 +105,18 @@ def run(
     out: str | Path = DEFAULT_OUT,
     progress: bool = True,
     fields: dict[str, Any] | None = None,
+    log_with: str | None = None,
 ) -> Path:
     """Run one experiment (resuming a finished or partial run of the same config); returns its directory.
 
-    ``fields``: config values by dotted key (applied after ``config``, before ``sets``)."""
+    ``fields``: config values by dotted key (applied after ``config``, before ``sets``).
+    ``log_with``: also log training losses and measurements to ``tensorboard``, ``wandb`` or
+    ``mlflow`` (see :mod:`springback.pipeline.trackers`); it changes no result and no key."""
     from .pipeline import RunContext, execute
     from .pipeline.checks import check_cells
+    from .pipeline.trackers import Tracker, check_tracker
 
+    check_tracker(log_with)  # a missing package: one line, before any work
     exp = get_experiment(experiment)
     cfg = resolve_config(experiment, preset, config, sets, fields)
     exp.check(cfg)
@@ -128,7 +133,14 @@ def run(
             RecordLog(run_dir / "records.jsonl").repair()
         runtime.wait_for_everyone()
         ctx = RunContext(run_dir, out / "_cache", progress=progress)
-        execute(cells, ctx)
+        if log_with:
+            ctx.tracker = Tracker(log_with, run_dir, f"springback-{experiment}", {"experiment": experiment,
+                                                                                  "config_hash": stable_hash(cfg, 10)})
+        try:
+            execute(cells, ctx)
+        finally:
+            if log_with:
+                ctx.tracker.close()
         run_seconds = time.perf_counter() - t0
         if runtime.is_main_process():
             finalize(run_dir, exp, cfg, timings={"run_s": run_seconds, "cells_run": ctx.cells_run,
@@ -210,13 +222,16 @@ def load_config(run_dir: str | Path) -> dict:
 
 
 def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments: list[str] | None = None,
-              progress: bool = True, sets: list[str] | None = None) -> Path:
+              progress: bool = True, sets: list[str] | None = None, log_with: str | None = None) -> Path:
     """Run every registered experiment with ``preset`` and write ``OUT/report.html`` and ``report.md``.
 
-    ``sets`` are ``EXPERIMENT:key=value`` overrides for one experiment each.
+    ``sets`` are ``EXPERIMENT:key=value`` overrides for one experiment each; ``log_with`` as in :func:`run`.
     """
     from .experiments import EXPERIMENTS
+    from .pipeline.trackers import check_tracker
     from .report import write_report
+
+    check_tracker(log_with)
 
     names = experiments or [n for n, e in EXPERIMENTS.items() if e.in_reproduce]
     for name in names:
@@ -236,7 +251,7 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
     part_s = {}
     for name in names:
         t0 = time.perf_counter()
-        run_dirs.append(run(name, preset=preset, sets=per_exp[name], out=out, progress=progress))
+        run_dirs.append(run(name, preset=preset, sets=per_exp[name], out=out, progress=progress, log_with=log_with))
         part_s[name] = time.perf_counter() - t0
     if runtime.is_main_process():
         return write_report(run_dirs, Path(out), wall_s=part_s)
@@ -284,3 +299,46 @@ def align(
     cfg = resolve(AlignConfig, None, None, config, sets, {"model.path": model, "data.aligned": data})
     validate_names(cfg)
     return _align(cfg, out, progress=progress)
+
+
+def compare(
+    run_dirs: str | Path | list[str | Path],
+    out: str | Path | None = None,
+    metric: str = "auto",
+    sort_by: str = "n_half",
+    by: list[str] | tuple[str, ...] = (),
+    kl_epsilon: float | None = None,
+) -> dict[str, Any]:
+    """Compare finished runs of one experiment (``elasticity`` or ``rebound``): one row per
+    model / checkpoint / run with the alignment gain, n½, the fall rates before and after the
+    base crossing and the examples to KL < ε, each a mean with a 95% interval over seeds, sorted
+    by ``sort_by``, with each row's difference to the best row (see
+    :mod:`springback.analysis.compare`). Writes ``compare.html`` (self-contained), ``compare.md``,
+    ``compare.csv`` and ``compare.png`` into ``out`` (default: ``compare-HASH`` beside the first
+    run). Returns the comparison (``rows``, ``labels``, …) plus ``summary`` (one line per row),
+    ``files`` and ``out``."""
+    from .analysis.compare import RunRecords, compare_runs
+    from .report.compare import describe, write_compare
+
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
+    if len({d.resolve() for d in dirs}) < len(dirs):
+        raise SpringbackError("a run directory is given twice")
+    for d in dirs:
+        if not d.is_dir():
+            raise SpringbackError(f"run directory not found: {d}")
+        if not (d / "config.yaml").is_file() or not (d / "records.jsonl").is_file():
+            raise SpringbackError(f"{d} is not a springback run directory (no config.yaml / records.jsonl)")
+    names = [d.name for d in dirs]
+    if len(set(names)) < len(names):
+        names = [str(d) for d in dirs]
+    runs = [RunRecords(name, load_results(d), load_config(d),
+                       json.loads((d / "result.json").read_text()) if (d / "result.json").is_file() else {})
+            for name, d in zip(names, dirs)]
+    cmp = compare_runs(runs, metric=metric, sort_by=sort_by, by=tuple(by), kl_epsilon=kl_epsilon)
+    if out is None:
+        key = {"runs": sorted(str(d.resolve()) for d in dirs), "metric": cmp.metric, "sort_by": sort_by,
+               "by": list(by), "kl_epsilon": cmp.kl_epsilon}
+        out = dirs[0].parent / f"compare-{stable_hash(key, 10)}"
+    check_writable(out)
+    files = write_compare(cmp, out)
+    return {**cmp.to_dict(), "summary": describe(cmp), "files": {k: str(v) for k, v in files.items()}, "out": str(out)}

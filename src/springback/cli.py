@@ -132,10 +132,17 @@ def _config_args(p: argparse.ArgumentParser, set_example: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _log_with_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-with", dest="log_with", default=None, choices=["tensorboard", "wandb", "mlflow"],
+                   help="also log training losses and measurements to an experiment tracker (optional extra: "
+                        "pip install 'springback[tensorboard]'); files go under the run directory")
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="experiment name (see `springback list`)")
     _config_args(p, "--set seeds=[0,1] --set align.lr=1e-4")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the run directory, then exit")
+    _log_with_arg(p)
 
 
 @command("run", "run one experiment; prints the run directory as its last line")
@@ -151,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(api.run_dir_for(args.experiment, cfg, out))
         return 0
     run_dir = api.run(args.experiment, preset=args.preset, config=args.config, sets=args.sets, out=out,
-                      progress=not args.quiet)
+                      progress=not args.quiet, log_with=args.log_with)
     from . import runtime
 
     if runtime.is_main_process():
@@ -180,6 +187,7 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="EXPERIMENT:KEY=VALUE",
                    help="override one config value of one experiment, e.g. --set rebound:seeds=[0,1] (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _log_with_arg(p)
 
 
 @command("reproduce", "run every claim of both papers on the embedded default and write report.html")
@@ -188,7 +196,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from . import api
 
     path = api.reproduce(preset=args.preset, out=args.out or api.DEFAULT_OUT, experiments=args.only,
-                         progress=not args.quiet, sets=args.sets)
+                         progress=not args.quiet, sets=args.sets, log_with=args.log_with)
     print(path)
     return 0
 
@@ -212,6 +220,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     for d in args.run_dirs:
         load_result(d)  # clear error if unfinished
     print(write_report(args.run_dirs, Path(args.out or args.run_dirs[0])))
+    return 0
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished runs of one experiment (elasticity or rebound)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write compare.html / .md / .csv / .png (default: compare-HASH beside the first run)")
+    p.add_argument("--metric", default="auto", help="score the curves are read in (default: the runs' own, else score_S, score, pi_pos)")
+    p.add_argument("--sort-by", dest="sort_by", default="n_half",
+                   help="measure to sort by (default n_half: opposing examples to lose half the alignment gain)")
+    p.add_argument("--by", action="append", default=[], metavar="KEY",
+                   help="also split rows by a curve key, e.g. --by n_aligned for one row per n⁺ of a rebound run")
+    p.add_argument("--kl-epsilon", dest="kl_epsilon", type=float, default=None, metavar="NATS",
+                   help="KL threshold of 'examples to KL < ε' (default: the runs' kl_epsilon)")
+
+
+@command("compare", "compare runs of one experiment: one row per model / checkpoint, intervals over seeds, Δ to the best")
+@_args(_compare_args)
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import api
+
+    result = api.compare(args.run_dirs, out=args.out, metric=args.metric, sort_by=args.sort_by, by=args.by,
+                         kl_epsilon=args.kl_epsilon)
+    for line in result["summary"]:
+        print(line)
+    print(result["files"]["html"])
     return 0
 
 

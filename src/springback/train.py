@@ -92,6 +92,7 @@ def train(
     shuffle: bool = True,
     progress: bool = True,
     encoder: Encoder | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``examples``: objects with ``prompt`` and ``response`` (encoded
     here with ``encoder``, default raw text with ``cfg.max_length`` and ``cfg.truncation``), or
@@ -101,6 +102,8 @@ def train(
     and after exactly n examples for every other n in ``measure_at`` (n counts across epochs).
     If it returns ``True``, training stops right after that measurement (the answer must be the
     same on every process, e.g. a deterministic function of the model).
+    ``on_step(n_examples, loss)`` is called after every update with the examples seen so far and
+    that update's loss (e.g. an experiment tracker); it only reads, so it changes no result.
     Raises :class:`DivergenceError` on a non-finite loss.
     """
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs < 1:
@@ -186,6 +189,8 @@ def train(
         seen += b
         result.n_examples.append(seen)
         result.loss.append(value)
+        if on_step is not None:
+            on_step(seen, value)
         bar.update(b)
         if seen in points and seen != 0:
             stopped = measure(seen)

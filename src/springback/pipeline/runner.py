@@ -94,8 +94,11 @@ def execute(cells: Iterable[Cell], ctx: Any) -> None:
     ctx.cells_skipped += len(cells) - len(todo)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
                disable=not (ctx.progress and runtime.is_main_process()), leave=False)
+    tracker = getattr(ctx, "tracker", None)  # an experiment tracker (pipeline.trackers): reads, never changes rows
     for cell, cid in todo:
         t0 = time.perf_counter()
+        if tracker is not None:
+            tracker.start_cell(cid, cell.name, cell.labels)
         try:
             rows = run_cell(cell, ctx)
         except DivergenceError as exc:
@@ -105,5 +108,8 @@ def execute(cells: Iterable[Cell], ctx: Any) -> None:
             raise DivergenceError(exc.stage, exc.step, exc.loss, cell=cell.name or cid) from None
         ctx.timings[cell.name or cid] = ctx.timings.get(cell.name or cid, 0.0) + time.perf_counter() - t0
         ctx.commit(cid, rows)
+        if tracker is not None:
+            tracker.log_rows(rows)
+            tracker.end_cell()
         bar.update(1)
     bar.close()

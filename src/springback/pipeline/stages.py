@@ -257,9 +257,10 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
                 return stop.value > 0 and values[stop.metric] >= stage_rows[0][stop.metric] + stop.value
             return level.after(n, m, values)
 
+        tracker = getattr(ctx, "tracker", None)  # an experiment tracker (pipeline.trackers), if the run logs to one
         finetune(model, tok, encoded, stage.train, {**cell.model_options, **cell.options}, seed=stage.seed, measure_at=stage.measure_at,
                  on_measure=on_measure, shuffle=stage.data.shuffle, progress=ctx.progress,
-                 stage=f"{stage.name} {cell.name}")
+                 stage=f"{stage.name} {cell.name}", on_step=tracker.loss_logger(stage.name) if tracker else None)
         rows += measurer.finish(stage, stage_rows)
         if level is not None:
             summary = level.settle(model, lambda m, st=stage: measurer(m, Point(st, 0, examples)), rows,
