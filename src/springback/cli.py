@@ -65,7 +65,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="PATH",
                    help="a local causal LM directory: a world model (e.g. springback-runs/_cache/bases/*) or any HF model")
-    p.add_argument("--data", required=True, metavar="FILE", help="plain text (.txt, one text per line) or .jsonl with a \"text\" field")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="texts: .txt (one text per line, split on \\n only), or .csv/.tsv/.json/.jsonl/.parquet with a text "
+                        "column found by name (text, review, content, ...)")
     p.add_argument("--arith", action="store_true", help="also arithmetic-code the tokens, decode them back and compare sizes")
     p.add_argument("--max-bytes", dest="max_bytes", type=int, default=None, metavar="N", help="use only the first N bytes of text")
     p.add_argument("--windows", choices=["sliding", "disjoint"], default="sliding",

@@ -34,7 +34,7 @@ class DataConfig:
     aligned: str = ""  # local csv/json/jsonl/parquet file or hub dataset of aligned examples
     opposing: str = ""  # the same for opposing examples (default: the aligned source)
     eval: str = ""  # evaluation prompts and reference completions (default: aligned source, eval_split)
-    format: str = "auto"  # auto | alpaca | truthfulqa | beavertails | imdb | pairs
+    format: str = "auto"  # auto | alpaca | truthfulqa | advbench | hh-rlhf | pku-saferlhf | beavertails | imdb | preference | pairs
     template: str = ""  # prompt template name (conversation, raw) or string with {input}; "" = the format's
     split: str = "train"  # hub split for the training sources
     eval_split: str = "test"  # hub split for the evaluation source
@@ -49,7 +49,9 @@ class DataConfig:
 
 
 # Scorers used when none is named: the paper's metric where one works offline.
-AUTO_SCORERS: dict[str, list[str]] = {"imdb": ["vader"], "beavertails": ["refusal"]}
+# (A refusal matcher for the safety sets; P1's −cost needs the beaver cost model: cost:PATH.)
+AUTO_SCORERS: dict[str, list[str]] = {"imdb": ["vader"], "beavertails": ["refusal"], "pku-saferlhf": ["refusal"],
+                                      "advbench": ["refusal"], "hh-rlhf": ["refusal"]}
 
 
 def _pick(examples: list[Example], want: str) -> list[Example]:
