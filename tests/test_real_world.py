@@ -291,6 +291,11 @@ def test_bad_inputs_exit_2_with_one_line_before_any_training(models, files, tmp_
     rc, _, err = _cli(["align", "--model", str(models["sp"]), "--data", str(files["hh"]), "--out", str(tmp_path / "full")],
                       capsys)
     assert rc == 2 and "not empty" in err and err.count("\n") == 1
+    # Experiments about the worlds' own pre-training refuse a checkpoint instead of measuring something else.
+    for experiment in ("dynamics", "compression"):
+        rc, _, err = _cli(["run", experiment, "--quiet", "--out", str(tmp_path / "out"), "--set", f"model.path={models['sp']}"],
+                          capsys)
+        assert rc == 2 and "model.path is not used" in err and err.count("\n") == 1
     # pickled-only weights without the opt-in
     pickled = tmp_path / "pickled"
     pickled.mkdir()

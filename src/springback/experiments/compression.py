@@ -93,6 +93,10 @@ def opposing_points(n_a: int, l_values: list[float]) -> list[int]:
 
 
 def check(cfg: CompressionConfig) -> None:
+    if cfg.model.path:
+        # k = |D_p| / |D_a| needs the model's pre-training corpus D_p: the world's, for a preset trained on it.
+        raise ConfigError("compression measures a model pre-trained on a world's corpus D_p: model.path is not used "
+                          "(for a checkpoint's compression rate on text, use `springback compress`)")
     if cfg.score_part not in ("response", "all"):
         raise ConfigError(f"score_part must be 'response' or 'all', got '{cfg.score_part}'")
     if any(n < 1 for n in cfg.n_align) or any(not 0 <= l for l in cfg.l_values):

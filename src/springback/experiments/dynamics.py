@@ -119,6 +119,11 @@ def n_templates(world_name: str, k: int) -> int:
 
 def check(cfg: DynamicsConfig) -> None:
     """Fail before any training on values that cannot work (ConfigError, one line)."""
+    if cfg.model.path:
+        # The forces are exact only over a world's finite completion sets, for a model whose
+        # pre-training prior on them is known: the tiny presets trained on the world.
+        raise ConfigError("dynamics runs on the synthetic worlds' own pre-trained presets: model.path is not used "
+                          "(measure a checkpoint with `springback run elasticity` or `rebound`)")
     if cfg.window_examples < 1 or cfg.n_align < 1 or cfg.n_opposing < 1:
         raise ConfigError("window_examples, n_align and n_opposing must be >= 1")
     if not cfg.narrowness or any(k < 0 for k in cfg.narrowness):
