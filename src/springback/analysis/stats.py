@@ -341,11 +341,13 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     resolution and scale (Fisher z for a :func:`correlation_claim`) — and stored in ``groups``
     as {effect, ci_low, ci_high, n_seeds, verdict, delta, seeds_needed}. ``details["groups_disagree"]``
     is True when some group's effect lies above the null and another's below. Rule: when the
-    groups disagree, a decided pooled verdict (reproduced / not_reproduced / absent) stands only
-    if every group has that same verdict; otherwise the claim becomes inconclusive, the pooled
-    verdict is kept in ``details["pooled_verdict"]`` and ``seeds_needed`` is None (groups that
-    differ in sign are not decided by adding seeds). Groups that agree in sign never change the
-    pooled verdict: pooling them is what buys the seeds."""
+    groups disagree, a pooled ``reproduced`` / ``not_reproduced`` stands only if every group has
+    that same verdict, and a pooled ``absent`` only if no group shows an effect (none is
+    reproduced or not_reproduced: near the null, group means of either sign are what "absent"
+    predicts, and the pooled interval already holds the spread between groups); otherwise the
+    claim becomes inconclusive, the pooled verdict is kept in ``details["pooled_verdict"]`` and
+    ``seeds_needed`` is None (groups that differ in sign are not decided by adding seeds). Groups
+    that agree in sign never change the pooled verdict: pooling them is what buys the seeds."""
     null = float(claim.details.get("null", 0.0))
     res = claim.details.get("resolution")
     scale = _FISHER if claim.details.get("scale") == _FISHER.name else _LINEAR
@@ -357,7 +359,11 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     signs = {np.sign(g["effect"] - null) for g in groups.values() if math.isfinite(g["effect"])}
     disagree = bool(1.0 in signs and -1.0 in signs)
     out = dataclasses.replace(claim, details={**claim.details, "groups_disagree": disagree}, groups=groups)
-    if disagree and claim.verdict != INCONCLUSIVE and any(g["verdict"] != claim.verdict for g in groups.values()):
+    if claim.verdict == ABSENT:
+        blocked = any(g["verdict"] in (REPRODUCED, NOT_REPRODUCED) for g in groups.values())
+    else:
+        blocked = claim.verdict != INCONCLUSIVE and any(g["verdict"] != claim.verdict for g in groups.values())
+    if disagree and blocked:
         out.details["pooled_verdict"] = claim.verdict
         out.verdict = INCONCLUSIVE
         out.seeds_needed = None

@@ -92,6 +92,23 @@ class ScalingConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
+# The data axis (docs/scaling.md, "Pre-training budgets"): checkpoints at the same fractions of the
+# final budget as P1's TinyLlama checkpoints — 0.1T, 0.5T, 1T, 2T, 3T of 3T [SPEC §3.3] = 1/30, 1/6,
+# 1/3, 2/3, 1 — rounded to multiples of the pre-training batch (32) so the last one is the shared base.
+# Over this range the checkpoints still change: the preference S is set within ~1000 examples, but
+# the mass on the world's own responses (coverage) keeps growing to the end (result.json,
+# base_by_budget). Before issue 14 the axis was 128 / 1280 / all: one barely-trained model and two
+# whose S had converged.
+P1_TINYLLAMA_TOKENS_T = (0.1, 0.5, 1.0, 2.0, 3.0)  # SPEC §3.3 (appendix adds 0.1T, 0.5T, 1.0T to 2T–3T)
+
+
+def p1_fraction_budgets(corpus: int, batch: int = 32) -> list[int]:
+    """Budgets at P1's checkpoint fractions of ``corpus`` examples, rounded to whole batches (last = corpus)."""
+    out = [max(batch, int(round(corpus * t / P1_TINYLLAMA_TOKENS_T[-1] / batch)) * batch) for t in P1_TINYLLAMA_TOKENS_T]
+    out[-1] = corpus
+    return sorted(set(out))
+
+
 # quick: a 40% corpus (8000 task + 3200 general examples), the data axis on micro and no
 # sampling (every claim uses the exact S and the exact KL over A ∪ N) keep the run near 3.5
 # minutes of one CPU core; its bases are therefore not rebound's quick bases. The defaults
@@ -99,10 +116,10 @@ class ScalingConfig:
 _QUICK_CORPUS = 11200
 PRESETS = {
     "quick": {"world": {"n_task_examples": 8000, "n_general_examples": 3200},
-              "budgets": [128, 1280, _QUICK_CORPUS], "data_size": "micro", "n_pos": [250, 1000],
+              "budgets": p1_fraction_budgets(_QUICK_CORPUS), "data_size": "micro", "n_pos": [250, 1000],
               "measure": {"n_samples": 0}},
-    "full": {"seeds": [0, 1, 2, 3, 4], "grid": "full", "n_pos": [500, 1000, 2000, 4000],
-             "budgets": [128, 640, 3200, _DEFAULT_CORPUS],
+    "full": {"seeds": list(range(8)), "grid": "full", "n_pos": [500, 1000, 2000, 4000],
+             "budgets": p1_fraction_budgets(_DEFAULT_CORPUS),
              "n_neg": [0, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600],
              "world": {"n_eval_prompts": 16}, "measure": {"n_samples": 8}},
 }
