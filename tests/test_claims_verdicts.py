@@ -59,3 +59,11 @@ def test_absent_groups_of_either_sign_keep_a_pooled_absent_but_an_effect_in_one_
 
 def test_per_group_orders_by_seed():
     assert per_group({("w", 2): 2.0, ("w", 0): 0.0, ("v", 1): 1.0}) == {"v": [1.0], "w": [0.0, 2.0]}
+
+
+def test_seeds_needed_of_a_pooled_claim_is_counted_in_seeds():
+    one = claim_from_seed_values("c", "", "", [0.3, -0.1, 0.4, 0.05], delta=0.01)
+    two = claim_by_group("c", "", "", {"a": [0.3, 0.4], "b": [-0.1, 0.05]}, delta=0.01)
+    assert one.verdict == two.verdict == "inconclusive"
+    assert two.details["replicates_needed"] == one.seeds_needed  # same pooled values, same replicates
+    assert two.seeds_needed == -(-one.seeds_needed // 2) and two.details["replicates_per_seed"] == 2

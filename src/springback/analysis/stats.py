@@ -387,7 +387,10 @@ def claim_by_group(
 
     The pooled per-seed values are every group's values together: each (group, seed) run is one
     independent replicate. (A caller that pairs groups by seed can average per seed itself and
-    call :func:`with_groups`.) ``correlation=True`` builds a :func:`correlation_claim`."""
+    call :func:`with_groups`.) ``correlation=True`` builds a :func:`correlation_claim`.
+    Every seed adds one replicate per group, so ``seeds_needed`` is given in seeds (replicates
+    needed ÷ groups, rounded up); ``details["replicates_needed"]`` keeps the replicate count and
+    ``details["replicates_per_seed"]`` the number of groups."""
     pooled = [v for values in per_group.values() for v in values]
     if correlation:
         claim = correlation_claim(id, statement, paper, pooled, null, delta, unit=unit or "Pearson r",
@@ -395,4 +398,17 @@ def claim_by_group(
     else:
         claim = claim_from_seed_values(id, statement, paper, pooled, unit, null, delta=delta,
                                        resolution=resolution, **details)
-    return with_groups(claim, per_group)
+    out = with_groups(claim, per_group)
+    n_groups = sum(1 for values in per_group.values() if len(_finite(values)))
+    out.details["replicates_per_seed"] = n_groups
+    return replicates_to_seeds(out)
+
+
+def replicates_to_seeds(claim: Claim) -> Claim:
+    """Turn an integer ``seeds_needed`` counted in replicates into seeds, for a claim pooling
+    ``details["replicates_per_seed"]`` groups (each seed adds one replicate per group)."""
+    per_seed = int(claim.details.get("replicates_per_seed") or 1)
+    if per_seed > 1 and isinstance(claim.seeds_needed, int):
+        claim.details["replicates_needed"] = claim.seeds_needed
+        claim.seeds_needed = max(2, math.ceil(claim.seeds_needed / per_seed))
+    return claim

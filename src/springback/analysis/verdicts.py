@@ -34,6 +34,7 @@ from .stats import (
     _finite,
     _spread,
     combine_verdicts,
+    replicates_to_seeds,
     seeds_needed,
 )
 
@@ -114,6 +115,7 @@ def with_target(claim: Claim, band: tuple[float, float]) -> Claim:
         edges = [scale.edge(lo_b), scale.edge(hi_b)]
         nearest = min((e for e in edges if math.isfinite(e)), key=lambda e: abs(e - mean), default=float("nan"))
         out.seeds_needed = seeds_needed(mean, sd, null=nearest) if math.isfinite(nearest) else None
+        out = replicates_to_seeds(out)
     return out
 
 
