@@ -296,15 +296,17 @@ DELTA_FLATTENING = 0.2  # E(largest) > 0, rebound.fast_then_slow's δ
 def replicate_trends(table: pd.DataFrame, measure: str, x: str, sign: float) -> dict[tuple[str, int], float]:
     """{(world, seed): sign × slope of ``measure`` (averaged over n⁺ at each x) against log10 ``x``}."""
     out = {}
-    for world, g in table.groupby("world"):
+    groups = table.groupby("world") if "world" in table.columns else [("all", table)]
+    for world, g in groups:
         for seed, v in trend_slopes(g, measure, x).items():
             out[(str(world), int(seed))] = sign * v
     return out
 
 
 def _trend_claim(cid: str, statement: str, paper: str, table: pd.DataFrame, measure: str, x: str, sign: float,
-                 unit: str, **details: Any) -> Claim:
-    """A claim whose replicate value is ``sign`` × the slope of ``measure`` against log10 ``x``, per (world, seed)."""
+                 unit: str, seeds: list[int] | None = None, **details: Any) -> Claim:
+    """A claim whose replicate value is ``sign`` × the slope of ``measure`` against log10 ``x``, per (world, seed)
+    (``seeds``: unused, kept for callers of the per-seed version)."""
     return claim_by_group(cid, statement, paper, per_group(replicate_trends(table, measure, x, sign)), unit,
                           delta=DELTA_TREND, **details)
 
