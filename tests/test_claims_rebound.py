@@ -17,8 +17,8 @@ from springback.analysis.shape import flattening
 from springback.experiments.rebound import ReboundConfig, claims
 
 WORLDS = ("sentiment", "safety")
-SEEDS = (0, 1, 2, 3)
-N_POS = (500, 1000, 2000, 4000)
+SEEDS = (0, 1, 2)
+N_POS = (500, 1000, 2000)
 GRID = list(range(0, 1601, 25))
 BASE = -1.5
 

@@ -28,7 +28,7 @@ from .curves import crossing
 from .fits import segmented_fit
 
 NAN = float("nan")
-N_CANDIDATES = 41  # candidate breakpoints for best_break (between the 2nd and the 2nd-to-last point)
+N_CANDIDATES = 25  # candidate breakpoints for best_break (between the 2nd and the 2nd-to-last point)
 
 
 def _level_at(n: np.ndarray, s: np.ndarray, x: float) -> float:
