@@ -158,6 +158,18 @@ def _slopes_vs_log2(tab: pd.DataFrame, column: str, sign: float = 1.0) -> dict[t
     return out
 
 
+def _kl_by_n_pos(kt: pd.DataFrame, kl_col: str, target: str) -> list[dict]:
+    """Per n⁺: mean KL at the start and at its minimum along the curve, and how many curves reach ε."""
+    out = []
+    if target not in kt.columns:
+        return out
+    for n_pos, g in kt.groupby("n_aligned"):
+        out.append({"n_aligned": int(n_pos), "kl_at_0": float(g[f"{kl_col}_at_0"].mean()),
+                    "kl_min": float(g[f"{kl_col}_min"].mean()), "n_reaching_eps": int(np.isfinite(g[target]).sum()),
+                    "n_curves": int(len(g)), "n_base": float(g.n_base.mean()) if "n_base" in g else float("nan")})
+    return out
+
+
 def _brief(c: Claim) -> dict:
     return {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "n_replicates": c.n_seeds,
             "seeds_needed": c.seeds_needed, "groups": {w: {"effect": g["effect"], "verdict": g["verdict"]}
@@ -270,6 +282,7 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         epsilon_ladder_exact=ladder("kl_ref_to_base"), epsilon_ladder_sampled=ladder("kl_to_base"),
         crossing_base_level_S=_brief(c_nbase) if c_nbase is not None else None,
         n_cells_reaching_eps=int(np.isfinite(kt[target].to_numpy(float)).sum()) if target in kt.columns else 0,
+        by_n_pos=_kl_by_n_pos(kt, kl_col, target),
         n_cells=int(len(kt)), cells=kt.to_dict("records"),
         changed_after_seeing_results="quick n⁻ grid refined from 7 to 10 points (300, 600, 1200 added): KL(model‖base) "
                                      "dips near the base crossing and the dip fell between the points at 400 and 800",
