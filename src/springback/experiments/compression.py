@@ -80,8 +80,9 @@ class CompressionConfig:
 
 PRESETS = {
     "quick": {},
-    "full": {"worlds": ["sentiment", "safety"], "seeds": [0, 1, 2, 3, 4], "n_align": [5600, 2800, 1120, 280, 112, 28],
-             "l_values": [0.0, 0.0625, 0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5], "n_heldout": 512},
+    # full: both worlds × 10 seeds (20 replicates; quick, one world, needed 8 seeds); five k from 10 to 1000.
+    "full": {"worlds": ["sentiment", "safety"], "seeds": list(range(10)), "n_align": [2800, 1120, 280, 112, 28],
+             "l_values": [0.0, 0.0625, 0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5]},
 }
 
 

@@ -89,8 +89,9 @@ class PrimingConfig:
 
 PRESETS = {
     "quick": {},
-    "full": {"seeds": [0, 1, 2, 3, 4], "world": {"n_eval_prompts": 16}, "n_realign": [0, 16, 32, 64, 128, 256, 512],
-             "stage2_grid_examples": 32, "stage1_points": 4},
+    # full: 16 seeds (32 replicates; quick needed ~10 seeds) and a longer, finer re-alignment grid,
+    # which shows where the primed model's early lead turns into a lag (docs/dynamics.md).
+    "full": {"seeds": list(range(16)), "n_realign": [0, 16, 32, 64, 96, 128, 192, 256, 384, 512], "stage1_points": 4},
 }
 
 

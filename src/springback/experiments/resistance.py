@@ -99,7 +99,8 @@ class ResistanceConfig:
 # and the nano sentiment ones scaling's, so only safety / truthful nano and truthful micro are new.
 PRESETS = {
     "quick": {},
-    "full": {"seeds": [0, 1, 2, 3, 4], "answers": {"n_answers": 4, "n_kl_samples": 16}},
+    # full: 12 seeds (36 replicates; inverse_lower_loss needed 11 seeds at quick), KL on 8 samples per prompt.
+    "full": {"seeds": list(range(12)), "answers": {"n_kl_samples": 8}},
 }
 
 

@@ -118,10 +118,10 @@ PRESETS = {
     "quick": {"world": {"n_task_examples": 8000, "n_general_examples": 3200},
               "budgets": p1_fraction_budgets(_QUICK_CORPUS), "data_size": "micro", "n_pos": [250, 1000],
               "measure": {"n_samples": 0}},
-    "full": {"seeds": list(range(8)), "grid": "full", "n_pos": [500, 1000, 2000, 4000],
-             "budgets": p1_fraction_budgets(_DEFAULT_CORPUS),
-             "n_neg": [0, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600],
-             "world": {"n_eval_prompts": 16}, "measure": {"n_samples": 8}},
+    # full: 8 seeds on the default world (its micro bases are rebound's), the paper's two axes
+    # (cross grid) with the data axis at P1's checkpoint fractions of 28000 examples (docs/scaling.md).
+    "full": {"seeds": list(range(8)), "n_pos": [500, 2000], "budgets": p1_fraction_budgets(_DEFAULT_CORPUS),
+             "n_neg": [0, 50, 100, 200, 300, 400, 600, 800], "measure": {"n_samples": 0}},
 }
 
 
