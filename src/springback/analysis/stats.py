@@ -367,6 +367,7 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
         out.details["pooled_verdict"] = claim.verdict
         out.verdict = INCONCLUSIVE
         out.seeds_needed = None
+        out.details["seeds_needed_note"] = "the groups disagree in sign: more seeds decide each group, not the pooled claim"
     return out
 
 
