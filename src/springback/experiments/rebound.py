@@ -129,8 +129,8 @@ def flattening_table(df: pd.DataFrame, metric: str, keys: tuple[str, ...] = ("wo
     rows = []
     for key, g in df[df.stage == "opposing"].sort_values("n_opposing").groupby([*keys, "n_aligned"]):
         ident = dict(zip([*keys, "n_aligned"], key))
-        bkey = tuple(ident[k] for k in keys)
-        level = float(base.loc[bkey if len(bkey) > 1 else bkey[0]]) if (bkey if len(bkey) > 1 else bkey[0]) in base.index else float("nan")
+        bkey = tuple(ident[k] for k in keys) if len(keys) > 1 else ident[keys[0]]
+        level = float(base.loc[bkey]) if bkey in base.index else float("nan")
         rows.append({**ident, "metric": metric, "base_level": level,
                      **flattening(g.n_opposing.to_numpy(float), g[metric].to_numpy(float), level)})
     return pd.DataFrame(rows)
@@ -211,6 +211,8 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         cells_S=flat_s.to_dict("records"), cells_pi_pos=flat_p.to_dict("records"),
         n_cells_defined=int(np.isfinite(flat_s.flattening.to_numpy(float)).sum()) if len(flat_s) else 0,
         n_cells=int(len(flat_s)), aggregation="median over n⁺ curves per (world, seed)",
+        changed_after_seeing_results="the median (not the mean) over n⁺ curves: one π⁺ curve pinned at its ceiling "
+                                     "until late had a near-zero initial slope and E = −84",
     )
 
     # 2. more alignment: starts higher and falls faster over the first opposing examples.
