@@ -215,7 +215,7 @@ def test_tiny_end_to_end_run_writes_five_claims_and_figures(tmp_path):
     ids = [c["id"] for c in result["claims"]]
     assert ids == ["scaling.size_faster_initial_fall", "scaling.size_slower_late_fall", "scaling.data_faster_initial_fall",
                    "scaling.data_slower_late_fall", "scaling.small_budget_barely_elastic"]
-    assert all(c["verdict"] in ("reproduced", "not_reproduced", "inconclusive") for c in result["claims"])
+    assert all(c["verdict"] in ("reproduced", "not_reproduced", "absent", "inconclusive") for c in result["claims"])
     df = api.load_results(run_dir)
     base = df[df.stage == "base"]
     assert base.budget_unit.unique().tolist() == ["tokens"]

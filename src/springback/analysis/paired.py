@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from .stats import Claim, claim_from_seed_values, t_interval
+from .stats import Claim, claim_by_group, t_interval
 
 FORWARD, INVERSE = "forward", "inverse"
 
@@ -34,15 +34,26 @@ def cell_table(p: pd.DataFrame) -> list[dict]:
     return out
 
 
-def paired_claim(df: pd.DataFrame, metric: str, id: str, statement: str, paper: str, unit: str, **extra: Any) -> Claim:
-    """Effect = mean over seeds of (mean over cells of forward − inverse); t-interval over seeds;
-    plus the share of (world, size, pair) cells where the seed-mean difference is > 0."""
+def replicate_diffs(p: pd.DataFrame) -> dict[tuple[str, int], float]:
+    """{(world, seed): mean over sizes and pairs of forward − inverse} — one replicate per world and seed
+    (each has its own pre-trained bases and SFT run)."""
+    return {(str(w), int(s)): float(g["diff"].mean()) for (w, s), g in p.groupby(["world", "seed"], sort=True)} \
+        if len(p) else {}
+
+
+def paired_claim(df: pd.DataFrame, metric: str, id: str, statement: str, paper: str, unit: str,
+                 delta: float | None = None, **extra: Any) -> Claim:
+    """Effect = mean over (world, seed) replicates of (mean over sizes and pairs of forward − inverse),
+    t-interval over replicates, each world a group (:func:`~.stats.claim_by_group`); plus the share of
+    (world, size, pair) cells where the seed-mean difference is > 0."""
     p = paired(df, metric)
-    per_seed = [float(g["diff"].mean()) for _, g in p.groupby("seed", sort=True)] if len(p) else []
+    groups: dict[str, list[float]] = {}
+    for (w, _), v in sorted(replicate_diffs(p).items()):
+        groups.setdefault(w, []).append(v)
     cells = cell_table(p) if len(p) else []
     n_hold = sum(c["holds"] for c in cells)
-    return claim_from_seed_values(
-        id, statement, paper, per_seed, unit=unit, metric=metric, n_cells=len(cells), n_cells_holding=n_hold,
+    return claim_by_group(
+        id, statement, paper, groups, unit=unit, delta=delta, metric=metric, n_cells=len(cells), n_cells_holding=n_hold,
         fraction_cells_holding=(n_hold / len(cells)) if cells else float("nan"),
         n_cells_interval_above_zero=sum(1 for c in cells if c["ci_low"] > 0), cells=cells, **extra,
     )
@@ -52,4 +63,4 @@ def sub_claim(claim: Claim) -> dict:
     """A secondary measure's numbers, for a claim's details."""
     d = claim.details
     return {"effect": claim.effect, "ci": [claim.ci_low, claim.ci_high], "verdict": claim.verdict,
-            "n_cells_holding": d.get("n_cells_holding"), "n_cells": d.get("n_cells")}
+            "delta": claim.delta, "n_cells_holding": d.get("n_cells_holding"), "n_cells": d.get("n_cells")}

@@ -341,11 +341,13 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     resolution and scale (Fisher z for a :func:`correlation_claim`) — and stored in ``groups``
     as {effect, ci_low, ci_high, n_seeds, verdict, delta, seeds_needed}. ``details["groups_disagree"]``
     is True when some group's effect lies above the null and another's below. Rule: when the
-    groups disagree, a decided pooled verdict (reproduced / not_reproduced / absent) stands only
-    if every group has that same verdict; otherwise the claim becomes inconclusive, the pooled
-    verdict is kept in ``details["pooled_verdict"]`` and ``seeds_needed`` is None (groups that
-    differ in sign are not decided by adding seeds). Groups that agree in sign never change the
-    pooled verdict: pooling them is what buys the seeds."""
+    groups disagree, a pooled ``reproduced`` / ``not_reproduced`` stands only if every group has
+    that same verdict, and a pooled ``absent`` only if no group shows an effect (none is
+    reproduced or not_reproduced: near the null, group means of either sign are what "absent"
+    predicts, and the pooled interval already holds the spread between groups); otherwise the
+    claim becomes inconclusive, the pooled verdict is kept in ``details["pooled_verdict"]`` and
+    ``seeds_needed`` is None (groups that differ in sign are not decided by adding seeds). Groups
+    that agree in sign never change the pooled verdict: pooling them is what buys the seeds."""
     null = float(claim.details.get("null", 0.0))
     res = claim.details.get("resolution")
     scale = _FISHER if claim.details.get("scale") == _FISHER.name else _LINEAR
@@ -357,10 +359,15 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     signs = {np.sign(g["effect"] - null) for g in groups.values() if math.isfinite(g["effect"])}
     disagree = bool(1.0 in signs and -1.0 in signs)
     out = dataclasses.replace(claim, details={**claim.details, "groups_disagree": disagree}, groups=groups)
-    if disagree and claim.verdict != INCONCLUSIVE and any(g["verdict"] != claim.verdict for g in groups.values()):
+    if claim.verdict == ABSENT:
+        blocked = any(g["verdict"] in (REPRODUCED, NOT_REPRODUCED) for g in groups.values())
+    else:
+        blocked = claim.verdict != INCONCLUSIVE and any(g["verdict"] != claim.verdict for g in groups.values())
+    if disagree and blocked:
         out.details["pooled_verdict"] = claim.verdict
         out.verdict = INCONCLUSIVE
         out.seeds_needed = None
+        out.details["seeds_needed_note"] = "the groups disagree in sign: more seeds decide each group, not the pooled claim"
     return out
 
 
@@ -381,7 +388,10 @@ def claim_by_group(
 
     The pooled per-seed values are every group's values together: each (group, seed) run is one
     independent replicate. (A caller that pairs groups by seed can average per seed itself and
-    call :func:`with_groups`.) ``correlation=True`` builds a :func:`correlation_claim`."""
+    call :func:`with_groups`.) ``correlation=True`` builds a :func:`correlation_claim`.
+    Every seed adds one replicate per group, so ``seeds_needed`` is given in seeds (replicates
+    needed ÷ groups, rounded up); ``details["replicates_needed"]`` keeps the replicate count and
+    ``details["replicates_per_seed"]`` the number of groups."""
     pooled = [v for values in per_group.values() for v in values]
     if correlation:
         claim = correlation_claim(id, statement, paper, pooled, null, delta, unit=unit or "Pearson r",
@@ -389,4 +399,17 @@ def claim_by_group(
     else:
         claim = claim_from_seed_values(id, statement, paper, pooled, unit, null, delta=delta,
                                        resolution=resolution, **details)
-    return with_groups(claim, per_group)
+    out = with_groups(claim, per_group)
+    n_groups = sum(1 for values in per_group.values() if len(_finite(values)))
+    out.details["replicates_per_seed"] = n_groups
+    return replicates_to_seeds(out)
+
+
+def replicates_to_seeds(claim: Claim) -> Claim:
+    """Turn an integer ``seeds_needed`` counted in replicates into seeds, for a claim pooling
+    ``details["replicates_per_seed"]`` groups (each seed adds one replicate per group)."""
+    per_seed = int(claim.details.get("replicates_per_seed") or 1)
+    if per_seed > 1 and isinstance(claim.seeds_needed, int):
+        claim.details["replicates_needed"] = claim.seeds_needed
+        claim.seeds_needed = max(2, math.ceil(claim.seeds_needed / per_seed))
+    return claim

@@ -40,13 +40,13 @@ import math
 
 import pandas as pd
 
-from ..analysis import Claim, claim_from_seed_values
-from ..analysis.derivatives import derivative_table, share_opposite_signs, sign_values, slope_values, with_l
+from ..analysis import Claim, claim_by_group, slope
+from ..analysis.derivatives import derivative_table, share_opposite_signs, with_l
+from ..analysis.verdicts import band_verdict, per_group
 from ..config import ModelConfig, TrainConfig, WorldConfig
 from ..errors import ConfigError
 from ..pipeline import DEFAULT_PRETRAIN, Cell, DataSpec, MeasureSpec, Stage, labels, pretrain_spec, world_spec
 from .base import Experiment, model_options, model_label, run_options
-from .theory import band_verdict
 
 HELDOUT_SEED_OFFSET = 7919  # held-out samples are fresh draws, seeded apart from every training set
 
@@ -78,8 +78,9 @@ class CompressionConfig:
 
 PRESETS = {
     "quick": {},
-    "full": {"worlds": ["sentiment", "safety"], "seeds": [0, 1, 2, 3, 4], "n_align": [5600, 2800, 1120, 280, 112, 28],
-             "l_values": [0.0, 0.0625, 0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5], "n_heldout": 512},
+    # full: both worlds × 10 seeds (20 replicates; quick, one world, needed 8 seeds); five k from 10 to 1000.
+    "full": {"worlds": ["sentiment", "safety"], "seeds": list(range(10)), "n_align": [2800, 1120, 280, 112, 28],
+             "l_values": [0.0, 0.0625, 0.125, 0.1875, 0.25, 0.3125, 0.375, 0.4375, 0.5]},
 }
 
 
@@ -132,45 +133,78 @@ def cells(cfg: CompressionConfig) -> list[Cell]:
 # ----------------------------------------------------------------------------- analysis
 
 
+# Equivalence bands δ (docs/science.md, "Equivalence bands δ"; fixed before the runs).
+DELTA_GAMMA_PER_1000 = 1e-4  # γ per 1000 opposing examples: 0.0008 bits/byte, ~0.1% of the worlds' rates
+DELTA_SLOPE = 0.1  # log-log slope of the ratio against k (as theory.ratio_linear_in_k)
+
+
 def _short(c: Claim) -> dict:
-    return {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "n_seeds": c.n_seeds}
+    return {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "n_seeds": c.n_seeds,
+            "groups": {w: {"effect": g["effect"], "verdict": g["verdict"]} for w, g in c.groups.items()}}
+
+
+def replicate_signs(tab: pd.DataFrame) -> tuple[dict, dict, dict]:
+    """Per (world, seed): mean dγ_a/dn_t, mean −dγ_p/dn_t (per 1000 opposing examples, over k) and the weaker."""
+    a, p, weaker = {}, {}, {}
+    for (world, seed), g in (tab.groupby(["world", "seed"]) if len(tab) else []):
+        key = (str(world), int(seed))
+        a[key] = float(g.dgamma_a_per_1000.mean())
+        p[key] = float(-g.dgamma_p_per_1000.mean())
+        weaker[key] = min(a[key], p[key])
+    return a, p, weaker
+
+
+def replicate_ratio_slopes(tab: pd.DataFrame) -> dict[tuple[str, int], float]:
+    """Per (world, seed): log-log slope of the ratio against k over the cells where it is positive (NaN if < 2)."""
+    out = {}
+    for (world, seed), g in (tab.groupby(["world", "seed"]) if len(tab) else []):
+        ok = g[np.isfinite(g.ratio) & (g.ratio > 0)]
+        out[(str(world), int(seed))] = slope(np.log10(ok.k), np.log10(ok.ratio))
+    return out
 
 
 def claims(df: pd.DataFrame, cfg: CompressionConfig) -> list[Claim]:
+    """Two claims; one replicate per (world, seed), each world also reported as a group."""
     tab = derivative_table(df)
-    a_eff, p_eff, weaker = sign_values(tab)
+    a_eff, p_eff, weaker = replicate_signs(tab)
     # Decomposition (not the claim): γ_p on the task part of D_p only, i.e. without the
     # forgetting of general text that sequential fine-tuning adds and joint training has not.
     has_task = "gamma_p_task" in df.columns and df.gamma_p_task.notna().any()
     tab_task = derivative_table(df, "gamma_p_task") if has_task else tab.iloc[0:0]
-    _, _, weaker_task = sign_values(tab_task)
+    _, _, weaker_task = replicate_signs(tab_task)
     opposite = share_opposite_signs
 
-    c1 = claim_from_seed_values(
+    def part(values: dict) -> Claim:
+        return claim_by_group("part", "", "", per_group(values), "γ per 1000 opposing examples", delta=DELTA_GAMMA_PER_1000)
+
+    c1 = claim_by_group(
         "compression.opposite_signs",
         "While a world model is fine-tuned on opposing data, its compression rate γ on held-out D_a rises and on "
-        "held-out D_p falls (effect: per seed, the weaker of mean dγ_a/dn_t and mean −dγ_p/dn_t over k, "
+        "held-out D_p falls (effect: per (world, seed), the weaker of mean dγ_a/dn_t and mean −dγ_p/dn_t over k, "
         "per 1000 opposing examples; > 0 iff both signs are right)",
         "dγ^{D_a/D}/dl > 0 and dγ^{D_p/D}/dl < 0 as the perturbation grows [P1 §4, elasticity theorem]",
-        weaker, unit="γ per 1000 opposing examples",
-        dgamma_a_per_1000=_short(claim_from_seed_values("a", "", "", a_eff)),
-        minus_dgamma_p_per_1000=_short(claim_from_seed_values("p", "", "", p_eff)),
+        per_group(weaker), "γ per 1000 opposing examples", delta=DELTA_GAMMA_PER_1000,
+        dgamma_a_per_1000=_short(part(a_eff)), minus_dgamma_p_per_1000=_short(part(p_eff)),
         share_cells_opposite_signs=opposite(tab),
-        task_part_of_D_p=_short(claim_from_seed_values("task", "", "", weaker_task)) | {"share_cells_opposite_signs": opposite(tab_task)},
+        task_part_of_D_p=_short(part(weaker_task)) | {"share_cells_opposite_signs": opposite(tab_task)}
+        if weaker_task else None,
         cells=tab.to_dict("records"),
     )
-    per_seed = slope_values(tab)
-    c2 = claim_from_seed_values(
+    per_rep = replicate_ratio_slopes(tab)
+    c2 = claim_by_group(
         "compression.ratio_grows_with_k",
         "The ratio −(dγ_a/dl)/(dγ_p/dl) grows with k = |D_p|/|D_a| when k is varied through the alignment-set size "
-        "(effect: log-log slope of the ratio against k over the cells where it is positive; > 0 means it grows)",
+        "(effect: per (world, seed), log-log slope of the ratio against k over the cells where it is positive; "
+        "> 0 means it grows)",
         "dγ^{D_a/D}/dl = Θ(−k · dγ^{D_p/D}/dl): log-log slope 1 [P1 §4]; measured on trained models [ours, SPEC §4]",
-        per_seed, unit="log-log slope", expected_slope=1.0,
+        per_group(per_rep), "log-log slope", delta=DELTA_SLOPE, expected_slope=1.0,
         n_cells_positive_ratio=int((tab.ratio > 0).sum()) if len(tab) else 0, n_cells=int(len(tab)),
         ratio_by_k={f"{k:g}": float(v) for k, v in tab.groupby("k").ratio.median().items()} if len(tab) else {},
         hooke_ratio_by_k={f"{k:g}": float(v) for k, v in tab.groupby("k").hooke_ratio.median().items()} if len(tab) else {},
-        task_part_of_D_p=_short(claim_from_seed_values("task", "", "", slope_values(tab_task))) | {
-            "ratio_by_k": {f"{k:g}": float(v) for k, v in tab_task.groupby("k").ratio.median().items()} if len(tab_task) else {}},
+        task_part_of_D_p=_short(claim_by_group("task", "", "", per_group(replicate_ratio_slopes(tab_task)),
+                                               delta=DELTA_SLOPE)) | {
+            "ratio_by_k": {f"{k:g}": float(v) for k, v in tab_task.groupby("k").ratio.median().items()}}
+        if len(tab_task) else None,
     )
     c2.details["linear_in_k_verdict"] = band_verdict(c2.ci_low, c2.ci_high, tuple(cfg.slope_band))
     return [c1, c2]

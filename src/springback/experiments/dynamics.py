@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
-from ..analysis.correlation import fisher_mean as _fisher_mean
+from ..analysis import Claim, claim_by_group, fisher_mean, slope
 from ..analysis.correlation import pearson, slope_through_origin
+from ..analysis.verdicts import per_group, with_parts, with_target
 from ..analysis.curves import half_gain_examples, half_gain_table
 from ..config import ModelConfig, TrainConfig, WorldConfig
 from ..errors import ConfigError
@@ -93,8 +93,9 @@ class DynamicsConfig:
 
 PRESETS = {
     "quick": {},
-    "full": {"seeds": [0, 1, 2, 3, 4], "narrowness": [1, 2, 4, 16, 0], "n_align": 2048, "n_opposing": 512,
-             "world": {"n_eval_prompts": 8}, "window_examples": 32},
+    # full: 12 seeds (24 replicates): narrow_rebounds_faster needed 15 at quick; the grid stays
+    # close to quick's (4 prompts, 64-example windows) so that the seeds fit the time (docs/science.md).
+    "full": {"seeds": list(range(12)), "narrowness": [1, 2, 4, 16], "n_opposing": 512},
 }
 
 
@@ -186,127 +187,132 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
 
 
+# Equivalence bands δ (docs/science.md, "Equivalence bands δ"; fixed before the runs).
+DELTA_R = 0.1  # Pearson r: below it a predictor explains under 1% of the variance
+IDENTITY_BAND = (0.99, 1.0)  # the softmax identity must explain ≥ 98% of the variance of ΔS
+DELTA_GAIN = 0.05  # variance of ΔS explained beyond F_drive alone (r·|r| − r_d·|r_d|)
+DELTA_SHARE = 0.1  # pull share: 60% of checkpoints instead of a coin's 50%
+DELTA_N_HALF = 2.0  # opposing examples per doubling of the number of aligned templates
+
+
+def _signed_r2(r: float) -> float:
+    return r * abs(r) if math.isfinite(r) else float("nan")
+
+
 def claims(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
-    seeds = sorted(df.seed.unique())
+    """Four claims; one replicate per (world, seed), each world also reported as a group."""
     claims: list[Claim] = []
 
-    # (a) the identity in the pure softmax model.
-    sm = df[df.kind == "softmax"]
-    r_sm, err_sm = [], []
-    for seed in seeds:
-        g = sm[sm.seed == seed]
-        r_sm.append(pearson(g.predicted_delta_S, g.delta_S))
+    # (a) the identity in the pure softmax model: r > 0 against no relation, then r above 0.99.
+    sm = df[df.kind == "softmax"] if "kind" in df else df.iloc[0:0]
+    r_sm: dict[tuple[str, int], float] = {}
+    err_sm: dict[tuple[str, int], float] = {}
+    for (world, seed), g in sm.groupby(["world", "seed"]):
+        r_sm[(str(world), int(seed))] = pearson(g.predicted_delta_S, g.delta_S)
         rel = (g.delta_S - g.predicted_delta_S).abs() / g.delta_S.abs().clip(lower=1e-12)
-        err_sm.append(float(rel.median()) if len(rel) else float("nan"))
-    claims.append(claim_from_seed_values(
+        err_sm[(str(world), int(seed))] = float(rel.median()) if len(rel) else float("nan")
+    c_id = claim_by_group(
         "dynamics.softmax_identity",
         f"In a pure softmax model over the worlds' completion sets (one logit per completion), the exact "
         f"ΔS of each step η(q − π) (η = {cfg.softmax_lr}) matches η(F_drive + F_rebound): effect = Pearson r "
-        "over all steps of the align and opposing phases; reproduced when the interval lies above 0.99",
+        f"over all steps of the align and opposing phases per (world, seed); reproduced when r > 0 and the "
+        f"interval lies above {IDENTITY_BAND[0]}",
         "Our formulation of P2's force decomposition (SPEC §5; only P2's abstract is public)",
-        r_sm, unit="Pearson r", null=0.99, median_relative_error_per_seed=err_sm,
-    ))
+        per_group(r_sm), unit="Pearson r", delta=DELTA_R, correlation=True,
+        median_relative_error=per_group(err_sm),
+    )
+    claims.append(with_target(c_id, IDENTITY_BAND))
 
     # (b) predicted direction / time course vs measured ΔS in tiny networks, per run over both phases.
     net = df[df.kind == "network"].copy() if "kind" in df else df.iloc[0:0]
     win = net[np.isfinite(net.delta_S.astype(float))] if len(net) else net
-    r_total: dict[int, list[float]] = {s: [] for s in seeds}
-    r_drive: dict[int, list[float]] = {s: [] for s in seeds}
-    rebound_r: dict[int, list[float]] = {s: [] for s in seeds}
     cells = []
     for (world, seed, k), g in win.groupby(["world", "seed", "narrowness"]):
         rt, rd = pearson(g.f_total, g.delta_S), pearson(g.f_drive, g.delta_S)
-        r_total[seed].append(rt)
-        r_drive[seed].append(rd)
         cell = {"world": world, "seed": int(seed), "narrowness": int(k), "n_windows": int(len(g)), "r_total": rt,
                 "r_drive_only": rd, "sign_agreement": float((np.sign(g.f_total) == np.sign(g.delta_S)).mean())}
         for phase, h in g.groupby("stage"):
             cell[f"r_total_{phase}"] = pearson(h.f_total, h.delta_S)
             cell[f"r_rebound_{phase}"] = pearson(h.f_rebound, h.delta_S)
             cell[f"eta_eff_{phase}"] = slope_through_origin(h.f_total, h.delta_S)
-            if phase == "opposing":
-                rebound_r[seed].append(cell["r_rebound_opposing"])
         cells.append(cell)
-    per_seed_total = [_fisher_mean(r_total[s]) for s in seeds]
-    per_seed_gain = [_fisher_mean(r_total[s]) - _fisher_mean(r_drive[s]) for s in seeds]
-    c_gain = claim_from_seed_values("gain", "", "", per_seed_gain)
-    within = {f"r_total_{p}_per_seed": [_fisher_mean([c[f"r_total_{p}"] for c in cells if c["seed"] == s and f"r_total_{p}" in c])
-                                        for s in seeds] for p in ("align", "opposing")}
-    c_fp = claim_from_seed_values(
+    ct = pd.DataFrame(cells)
+
+    def rep(column: str, fn=fisher_mean) -> dict[tuple[str, int], float]:
+        if column not in ct.columns:
+            return {}
+        return {(str(w), int(s)): fn(g[column].tolist()) for (w, s), g in ct.groupby(["world", "seed"])}
+
+    r_total, r_drive = rep("r_total"), rep("r_drive_only")
+    gain = {key: _signed_r2(r_total[key]) - _signed_r2(r_drive.get(key, float("nan"))) for key in r_total}
+    c_gain = claim_by_group("dynamics.forces_predict_delta_s[gain]", "", "", per_group(gain),
+                            "share of variance of ΔS", delta=DELTA_GAIN)
+    within = {p: rep(f"r_total_{p}") for p in ("align", "opposing")}
+    c_fp = claim_by_group(
         "dynamics.forces_predict_delta_s",
         f"In tiny world models, the force F_drive + F_rebound measured at the start of each {cfg.window_examples}-example "
         "window predicts the measured ΔS over that window: effect = Pearson r over the windows of both phases "
-        "(align, then opposing) of each run, Fisher-averaged over runs. Because the phase alone fixes the sign of "
-        "F_drive, the full force must also beat F_drive alone (r_total − r_drive_only > 0); both parts must hold. "
-        "A test of direction and time course, not magnitude: the network's effective step η_eff is fitted, not predicted",
+        "(align, then opposing) of each run, Fisher-averaged over the narrowness runs of a (world, seed). Because the "
+        "phase alone fixes the sign of F_drive, the full force must also explain more of ΔS's variance than F_drive "
+        "alone (part 2: r·|r| − r_d·|r_d|); both parts must hold. A test of direction and time course, not magnitude: "
+        "the network's effective step η_eff is fitted, not predicted",
         "ΔS ≈ η(F_drive + F_rebound) for a softmax step (our formulation of P2, SPEC §5)",
-        per_seed_total, unit="Pearson r",
-        r_minus_drive_only_per_seed=per_seed_gain, r_minus_drive_only=c_gain.effect,
-        r_minus_drive_only_ci=[c_gain.ci_low, c_gain.ci_high], r_minus_drive_only_verdict=c_gain.verdict,
-        **within, cells=cells,
+        per_group(r_total), unit="Pearson r", delta=DELTA_R, correlation=True,
+        r_within_align=per_group(within["align"]), r_within_opposing=per_group(within["opposing"]),
+        cells=cells,
     )
-    c_fp.verdict = combine_verdicts([c_fp.verdict, c_gain.verdict])
-    c_fp.statement += (f". Measured: r − r_drive_only = {_num(c_gain.effect)} [{_num(c_gain.ci_low)}, {_num(c_gain.ci_high)}]; "
-                       f"within the align phase r = {_num(np.nanmean(within['r_total_align_per_seed']))}, within the "
-                       f"opposing phase r = {_num(np.nanmean(within['r_total_opposing_per_seed']))} (means over seeds)")
+    c_fp = with_parts(c_fp, {"gain_over_drive": c_gain})
+    c_fp.statement += (f". Measured: variance explained beyond F_drive {_num(c_gain.effect)} [{_num(c_gain.ci_low)}, "
+                       f"{_num(c_gain.ci_high)}], {c_gain.verdict}; within the align phase r = "
+                       f"{_num(fisher_mean(list(within['align'].values())))}, within the opposing phase r = "
+                       f"{_num(fisher_mean(list(within['opposing'].values())))} (Fisher means)")
     claims.append(c_fp)
 
     # Rebound pulls toward S = 0 during opposing fine-tuning: direction and consequence.
-    opp = net[net.stage == "opposing"]
-    pull_share = []
-    for s in seeds:
-        g = opp[(opp.seed == s) & (opp.score_S.abs() > 1e-9)]
-        pull_share.append(float((np.sign(g.f_rebound) == -np.sign(g.score_S)).mean()) if len(g) else float("nan"))
-    c_pull = claim_from_seed_values("pull", "", "", pull_share, null=0.5)
-    c_r = claim_from_seed_values(
+    opp = net[net.stage == "opposing"] if len(net) else net
+    pull: dict[tuple[str, int], float] = {}
+    n_points = []
+    for (world, s), g in (opp.groupby(["world", "seed"]) if len(opp) else []):
+        g = g[g.score_S.abs() > 1e-9]
+        pull[(str(world), int(s))] = float((np.sign(g.f_rebound) == -np.sign(g.score_S)).mean()) if len(g) else float("nan")
+        n_points.append(len(g))
+    c_pull = claim_by_group("dynamics.rebound_pulls_to_zero[pull_share]", "", "", per_group(pull),
+                            "share of opposing checkpoints", null=0.5, delta=DELTA_SHARE,
+                            resolution=1.0 / max(min(n_points, default=1), 1))
+    c_r = claim_by_group(
         "dynamics.rebound_pulls_to_zero",
-        "During opposing fine-tuning, F_rebound points toward S = 0 at most checkpoints (share with "
-        "sign(F_rebound) = −sign(S) > 0.5) and the measured ΔS per window moves with it (effect: Fisher-mean "
-        "Pearson r between F_rebound and measured ΔS within opposing runs; both parts must hold)",
+        "During opposing fine-tuning the measured ΔS per window moves with F_rebound (effect: Pearson r between "
+        "F_rebound and measured ΔS within opposing runs, Fisher-averaged per (world, seed)) and F_rebound points "
+        "toward S = 0 at most checkpoints (part 2: share with sign(F_rebound) = −sign(S), null 0.5); both must hold",
         "F_rebound = −C·tanh(S/2) for equal narrowness: a pull toward S = 0 (our formulation of P2, SPEC §5)",
-        [_fisher_mean(rebound_r[s]) for s in seeds], unit="Pearson r",
-        pull_share_per_seed=pull_share, pull_share_mean=c_pull.effect, pull_share_ci=[c_pull.ci_low, c_pull.ci_high],
-        pull_share_verdict=c_pull.verdict,
+        per_group(rep("r_rebound_opposing")), unit="Pearson r", delta=DELTA_R, correlation=True,
     )
-    c_r.verdict = combine_verdicts([c_r.verdict, c_pull.verdict])
-    c_r.statement += f". Measured pull share: {_num(c_pull.effect)} [{_num(c_pull.ci_low)}, {_num(c_pull.ci_high)}]"
+    c_r = with_parts(c_r, {"pull_share": c_pull})
+    c_r.statement += (f". Measured pull share: {_num(c_pull.effect)} [{_num(c_pull.ci_low)}, {_num(c_pull.ci_high)}], "
+                      f"{c_pull.verdict}")
     claims.append(c_r)
 
     # (c) narrowness: examples to lose half the gain against log2(number of aligned templates).
     tab = half_gain_table(net) if len(net) else pd.DataFrame()
-    per_seed_slope = []
-    speed_vs_ca = []
-    per_world_slope: dict[str, list[float]] = {}
+    slopes: dict[tuple[str, int], float] = {}
+    speed_vs_ca: dict[tuple[str, int], float] = {}
     for (world, s), g in (tab.groupby(["world", "seed"]) if len(tab) else []):
-        per_world_slope.setdefault(world, []).append(slope(np.log2(g.n_templates.to_numpy(float)), g.n_half.to_numpy(float)))
-    per_world = {}
-    for world, vals in per_world_slope.items():
-        c = claim_from_seed_values("w", "", "", vals)
-        per_world[world] = {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "per_seed": vals}
-    for s in seeds:
-        sl, rc = [], []
-        for _, g in (tab[tab.seed == s].groupby("world") if len(tab) else []):
-            sl.append(slope(np.log2(g.n_templates.to_numpy(float)), g.n_half.to_numpy(float)))
-            rc.append(pearson(g.collision_A_aligned, g.rebound_speed_per100))
-        fin = [v for v in sl if math.isfinite(v)]
-        per_seed_slope.append(float(np.mean(fin)) if fin else float("nan"))
-        speed_vs_ca.append(_fisher_mean(rc))
+        slopes[(str(world), int(s))] = slope(np.log2(g.n_templates.to_numpy(float)), g.n_half.to_numpy(float))
+        speed_vs_ca[(str(world), int(s))] = pearson(g.collision_A_aligned, g.rebound_speed_per100)
     sm_half = []
     for (world, seed, k), g in sm.groupby(["world", "seed", "narrowness"]):
         al, op = g[g.stage == "align"], g[g.stage == "opposing"]
         sm_half.append({"world": world, "seed": int(seed), "narrowness": int(k), "C_A_aligned": float(op.collision_A.iloc[0]),
                         "n_half_steps": half_gain_examples(op.step.to_numpy(float), op.score_S.to_numpy(float),
                                                            float(al.score_S.iloc[0]))})
-    per_world_text = "; ".join(f"{w} {_num(v['effect'])} [{_num(v['ci'][0])}, {_num(v['ci'][1])}]"
-                               for w, v in sorted(per_world.items()))
-    claims.append(claim_from_seed_values(
+    claims.append(claim_by_group(
         "dynamics.narrow_rebounds_faster",
         "Alignment data with fewer distinct aligned templates (narrower, larger measured C_A) is undone by fewer "
         "opposing examples (effect: slope of the opposing examples needed to lose half the alignment gain against "
-        f"log2 of the number of aligned templates; > 0 = narrow rebounds faster). Per world: {per_world_text}",
+        "log2 of the number of aligned templates, per (world, seed); > 0 = narrow rebounds faster)",
         "Narrower aligned posteriors (e.g. one refusal template vs many) rebound harder (P2 abstract; SPEC §5 (b))",
-        per_seed_slope, unit="opposing examples per doubling of templates", per_world=per_world,
-        r_speed_vs_collision_A_per_seed=speed_vs_ca, cells=tab.to_dict("records") if len(tab) else [],
+        per_group(slopes), unit="opposing examples per doubling of templates", delta=DELTA_N_HALF,
+        r_speed_vs_collision_A=per_group(speed_vs_ca), cells=tab.to_dict("records") if len(tab) else [],
         softmax_model_n_half=sm_half,
     ))
     return claims

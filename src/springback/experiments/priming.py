@@ -40,7 +40,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..analysis import Claim, claim_from_seed_values
+from ..analysis import Claim, claim_by_group
+from ..analysis.correlation import pearson
+from ..analysis.verdicts import per_group
 from ..analysis.curves import realign_table
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..data import DataConfig
@@ -86,8 +88,9 @@ class PrimingConfig:
 
 PRESETS = {
     "quick": {},
-    "full": {"seeds": [0, 1, 2, 3, 4], "world": {"n_eval_prompts": 16}, "n_realign": [0, 16, 32, 64, 128, 256, 512],
-             "stage2_grid_examples": 32, "stage1_points": 4},
+    # full: 16 seeds (32 replicates; quick needed ~10 seeds) and a longer, finer re-alignment grid,
+    # which shows where the primed model's early lead turns into a lag (docs/dynamics.md).
+    "full": {"seeds": list(range(16)), "n_realign": [0, 16, 32, 64, 96, 128, 192, 256, 384, 512], "stage1_points": 4},
 }
 
 
@@ -146,38 +149,98 @@ def cells(cfg: PrimingConfig) -> list[Cell]:
 # ----------------------------------------------------------------------------- claims
 
 
+# Equivalence bands δ (docs/science.md, "Equivalence bands δ"; fixed before the runs).
+DELTA_GAP_S = 0.2  # log-odds: at π⁺ = 0.5, 5 points of aligned share
+DELTA_GAP_RATE = 0.05  # aligned rate (the sampled score on real data)
+
+
+def gap_course(df: pd.DataFrame) -> pd.DataFrame:
+    """Primed − control score at every re-alignment point, one row per (world, seed, n_examples)."""
+    re = df[df.stage == "realign"] if "stage" in df.columns else df.iloc[0:0]
+    if not len(re):
+        return pd.DataFrame(columns=["world", "seed", "n_examples", "primed", "control", "gap"])
+    wide = re.pivot_table(index=["world", "seed", "n_examples"], columns="arm", values="score", aggfunc="first")
+    wide = wide.dropna(subset=[c for c in ("primed", "control") if c in wide.columns]).reset_index()
+    if not {"primed", "control"} <= set(wide.columns):
+        return pd.DataFrame(columns=["world", "seed", "n_examples", "primed", "control", "gap"])
+    wide["gap"] = wide["primed"] - wide["control"]
+    return wide[["world", "seed", "n_examples", "primed", "control", "gap"]]
+
+
+def course_by_world(course: pd.DataFrame) -> dict[str, list[dict]]:
+    """Per world and re-alignment point: mean gap over seeds, and the seeds with the primed model ahead."""
+    out: dict[str, list[dict]] = {}
+    for world, g in course.groupby("world"):
+        rows = []
+        for n, h in g.groupby("n_examples"):
+            if n == 0:
+                continue
+            rows.append({"n_examples": float(n), "mean_gap": float(h.gap.mean()), "n_primed_ahead": int((h.gap > 0).sum()),
+                         "n_seeds": int(len(h)), "mean_control": float(h.control.mean()), "mean_primed": float(h.primed.mean())})
+        out[str(world)] = rows
+    return out
+
+
 def claims(df: pd.DataFrame, cfg: PrimingConfig) -> list[Claim]:
+    """One claim; one replicate per (world, seed), each world also reported as a group."""
     tab = realign_table(df)
-    seeds = sorted(df.seed.unique())
-    per_seed = []
-    for s in seeds:
-        v = tab[(tab.seed == s)].area_per_example.to_numpy(float) if len(tab) else np.array([])
-        v = v[np.isfinite(v)]
-        per_seed.append(float(v.mean()) if len(v) else float("nan"))
-    per_world = {}
-    for world, g in (tab.groupby("world") if len(tab) else []):
-        c = claim_from_seed_values("w", "", "", g.area_per_example.tolist())
-        per_world[world] = {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict}
     score_kind = str(df.score_kind.dropna().iloc[0]) if "score_kind" in df and df.score_kind.notna().any() else "exact_S"
+    exact = score_kind == "exact_S"
+    area = {(str(r.world), int(r.seed)): float(r.area_per_example) for r in tab.itertuples()} if len(tab) else {}
+    course = gap_course(df)
+    by_world = course_by_world(course)
+    # The earliest and the last re-alignment point, per (world, seed): does the primed model lead early, late, both?
+    first_gap, last_gap = {}, {}
+    for (world, seed), g in course[course.n_examples > 0].groupby(["world", "seed"]):
+        g = g.sort_values("n_examples")
+        first_gap[(str(world), int(seed))] = float(g.gap.iloc[0])
+        last_gap[(str(world), int(seed))] = float(g.gap.iloc[-1])
+    # What decides the sign: how far the control has re-aligned by the end (its gain over S₀) against the final gap.
+    gains = {(str(w), int(sd)): float(g.sort_values("n_examples").control.iloc[-1] - g.sort_values("n_examples").control.iloc[0])
+             for (w, sd), g in course.groupby(["world", "seed"])} if len(course) else {}
+    keys = sorted(set(gains) & set(last_gap))
+    r_gain_gap = pearson([gains[k] for k in keys], [last_gap[k] for k in keys])
+    crossover = {}
+    for world, rows in by_world.items():
+        led = False
+        crossover[world] = None
+        for r in rows:
+            led = led or r["mean_gap"] > 0
+            if led and r["mean_gap"] <= 0:
+                crossover[world] = r["n_examples"]
+                break
+    delta = DELTA_GAP_S if exact else DELTA_GAP_RATE
+    unit = "log-odds (mean gap)" if exact else "aligned rate (mean gap)"
+    c_first = claim_by_group("first", "", "", per_group(first_gap), unit, delta=delta) if first_gap else None
+    c_last = claim_by_group("last", "", "", per_group(last_gap), unit, delta=delta) if last_gap else None
+
+    def brief(c: Claim | None) -> dict | None:
+        return None if c is None else {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict,
+                                       "groups": {w: {"effect": v["effect"], "ci": [v["ci_low"], v["ci_high"]],
+                                                      "verdict": v["verdict"]} for w, v in c.groups.items()}}
 
     def num(x: float) -> str:
         return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
 
-    per_world_text = "; ".join(
-        f"{w} {num(v['effect'])} [{num(v['ci'][0])}, {num(v['ci'][1])}], primed ahead in "
-        f"{int((tab[tab.world == w].area_per_example > 0).sum())}/{int(tab[tab.world == w].area_per_example.notna().sum())} seeds"
-        for w, v in sorted(per_world.items()))
-    claim = claim_from_seed_values(
+    ahead = "; ".join(f"{w}: primed ahead in {int((tab[tab.world == w].area_per_example > 0).sum())}/"
+                      f"{int(tab[tab.world == w].area_per_example.notna().sum())} seeds" for w in sorted(set(tab.world))) \
+        if len(tab) else ""
+    claim = claim_by_group(
         "priming.primed_realigns_faster",
         "A model aligned and then returned to its base score S₀ by opposing fine-tuning (|S − S₀| < tolerance, "
         "found by checkpoint search) re-aligns faster on stage-1 data than the never-aligned base at the same S₀, "
         f"same data, seed and schedule (effect: area between the primed and control curves of {score_kind} over "
-        f"{max(cfg.n_realign)} re-alignment examples, divided by that range — a mean gap; mean over worlds). "
-        f"Per world: {per_world_text}",
+        f"{max(cfg.n_realign)} re-alignment examples, divided by that range — a mean gap; one replicate per "
+        f"(world, seed)). {ahead}. Gap at the first re-alignment point "
+        + (f"{num(c_first.effect)} [{num(c_first.ci_low)}, {num(c_first.ci_high)}], at the last "
+           f"{num(c_last.effect)} [{num(c_last.ci_low)}, {num(c_last.ci_high)}]" if c_first and c_last else "—"),
         "Rehearsal priming: a reversed model re-aligns faster than a never-aligned one with the same starting "
         "score (P2 abstract; protocol ours, SPEC §5 (c))",
-        per_seed, unit="log-odds (mean gap)" if score_kind == "exact_S" else "aligned rate (mean gap)",
-        per_world=per_world, cells=tab.to_dict("records") if len(tab) else [],
+        per_group(area), unit, delta=delta,
+        gap_at_first_point=brief(c_first), gap_at_last_point=brief(c_last), course_by_world=by_world,
+        first_point_where_control_catches_up=crossover, control_gain_at_last_point=per_group(gains),
+        r_control_gain_vs_last_gap=r_gain_gap,
+        cells=tab.to_dict("records") if len(tab) else [],
         n_cells_within_tolerance=int(tab.within_tolerance.sum()) if len(tab) else 0, n_cells=int(len(tab)),
     )
     return [claim]

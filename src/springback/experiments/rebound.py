@@ -15,8 +15,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..analysis import Claim, claim_from_seed_values, combine_verdicts, slope
-from ..analysis.curves import curve_table
+from ..analysis import Claim, claim_by_group, slope
+from ..analysis.curves import curve_table, examples_to_reach
+from ..analysis.shape import flattening
+from ..analysis.verdicts import per_group, with_parts
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig
 from ..data import DataConfig
 from ..errors import ConfigError
@@ -57,11 +59,17 @@ class ReboundConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
+QUICK_N_NEG = [0, 50, 100, 200, 300, 400, 600, 800, 1200, 1600]
 PRESETS = {
     # quick: 4 held-out prompts for the exact scores (they vary little across prompts) and a
     # 7-point n⁻ grid keep it near 4 minutes on 2 CPU cores; pre-training is most of the rest.
-    "quick": {"n_neg": [0, 50, 100, 200, 400, 800, 1600], "world": {"n_eval_prompts": 4}, "measure": {"n_samples": 8}},
-    "full": {"seeds": [0, 1, 2, 3, 4], "n_neg": [0, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600],
+    # The n⁻ grid has 10 points (7 before issue 14): KL(model‖base) dips near the base crossing, and
+    # with points at 400 and 800 only the dip fell between them (changed after seeing it; disclosed
+    # in rebound.kl_return's details). Extra points cost measurements only, not training.
+    "quick": {"n_neg": QUICK_N_NEG, "world": {"n_eval_prompts": 4}, "measure": {"n_samples": 8}},
+    # full: 8 seeds = 16 (world, seed) replicates; the quick run's claims need at most 5 seeds
+    # (seeds_needed, docs/science.md "Seeds"). Time: docs/science.md.
+    "full": {"seeds": list(range(8)), "n_neg": [0, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600],
              "measure": {"n_samples": 8}},
 }
 
@@ -106,94 +114,181 @@ def cells(cfg: ReboundConfig) -> list[Cell]:
 
 # ----------------------------------------------------------------------------- claims
 
+# Equivalence bands δ, in each claim's unit (docs/science.md, "Equivalence bands δ"; fixed before the runs).
+DELTA_FLATTENING = 0.2  # share of the initial fall rate lost at the base crossing
+DELTA_PER_DOUBLING = 0.1  # log-odds per doubling of n⁺ (early fall, start level)
+DELTA_KL_RETURN = 20.0  # opposing examples per doubling of n⁺
+KL_EPSILONS = (0.03, 0.1, 0.3, 1.0)  # ε ladder of the KL-return investigation (nats), besides cfg.kl_epsilon
 
-def _finite_mean(values: list[float]) -> float:
-    """Mean of the finite values (NaN when there are none: a seed with no defined cell)."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+
+def flattening_table(df: pd.DataFrame, metric: str, keys: tuple[str, ...] = ("world", "seed")) -> pd.DataFrame:
+    """One row per opposing curve (``keys`` + n_aligned): the segmented-fit signature of
+    :func:`springback.analysis.shape.flattening` of ``metric`` against its base row's level."""
+    base = df[df.stage == "base"].drop_duplicates(list(keys)).set_index(list(keys))[metric]
+    rows = []
+    for key, g in df[df.stage == "opposing"].sort_values("n_opposing").groupby([*keys, "n_aligned"]):
+        ident = dict(zip([*keys, "n_aligned"], key))
+        bkey = tuple(ident[k] for k in keys) if len(keys) > 1 else ident[keys[0]]
+        level = float(base.loc[bkey]) if bkey in base.index else float("nan")
+        rows.append({**ident, "metric": metric, "base_level": level,
+                     **flattening(g.n_opposing.to_numpy(float), g[metric].to_numpy(float), level)})
+    return pd.DataFrame(rows)
+
+
+def replicate_medians(tab: pd.DataFrame, column: str) -> dict[tuple[str, int], float]:
+    """{(world, seed): median over the n⁺ curves of ``column``} (finite values only).
+
+    The median, not the mean: a curve that sits at the bounded score's ceiling until late
+    (π⁺ ≈ 1) has an initial slope near 0 and a flattening of −80; one such curve must not
+    decide a replicate (chosen after seeing one, docs/science.md)."""
+    out = {}
+    for (world, seed), g in tab.groupby(["world", "seed"]):
+        v = g[column].to_numpy(float)
+        v = v[np.isfinite(v)]
+        out[(str(world), int(seed))] = float(np.median(v)) if len(v) else float("nan")
+    return out
+
+
+def _slopes_vs_log2(tab: pd.DataFrame, column: str, sign: float = 1.0) -> dict[tuple[str, int], float]:
+    """{(world, seed): sign × least-squares slope of ``column`` against log2 n⁺} over the curves where
+    it is finite (NaN with fewer than two)."""
+    out = {}
+    for (world, seed), g in tab.groupby(["world", "seed"]):
+        ok = g[np.isfinite(g[column].to_numpy(float))]
+        out[(str(world), int(seed))] = sign * slope(np.log2(ok.n_aligned.to_numpy(float)), ok[column].to_numpy(float))
+    return out
+
+
+def _kl_by_n_pos(kt: pd.DataFrame, kl_col: str, target: str) -> list[dict]:
+    """Per n⁺: mean KL at the start and at its minimum along the curve, and how many curves reach ε."""
+    out = []
+    if target not in kt.columns:
+        return out
+    for n_pos, g in kt.groupby("n_aligned"):
+        out.append({"n_aligned": int(n_pos), "kl_at_0": float(g[f"{kl_col}_at_0"].mean()),
+                    "kl_min": float(g[f"{kl_col}_min"].mean()), "n_reaching_eps": int(np.isfinite(g[target]).sum()),
+                    "n_curves": int(len(g)), "n_base": float(g.n_base.mean()) if "n_base" in g else float("nan")})
+    return out
+
+
+def _brief(c: Claim) -> dict:
+    return {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "n_replicates": c.n_seeds,
+            "seeds_needed": c.seeds_needed, "groups": {w: {"effect": g["effect"], "verdict": g["verdict"]}
+                                                       for w, g in c.groups.items()}}
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
 
 
 def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
-    seeds = sorted(df.seed.unique())
-    keys = ["world", "seed", "n_aligned"]
-    # 1. fast then slow, in log-odds S.
-    tab = curve_table(df, keys, ["world", "seed"], "score_S", kl_metric=None)
-    per_seed_cells: dict[int, list[float]] = {s: [] for s in seeds}
-    cells_out = []
-    for r in tab.itertuples():
-        init, late = r.initial_fall_per_100, r.late_fall_per_100
-        cells_out.append({"world": r.world, "seed": int(r.seed), "n_pos": int(r.n_aligned), "initial_rate_per100": init,
-                          "late_rate_per100": late, "crossing_n_neg": r.n_base})
-        if math.isfinite(init) and math.isfinite(late):
-            per_seed_cells[r.seed].append(init - late)
-    per_seed = [float(np.mean(v)) if v else float("nan") for v in per_seed_cells.values()]
-    c1 = claim_from_seed_values(
+    """Three claims; one replicate per (world, seed), each world also reported as a group."""
+    # 1. fast then slow: the segmented-fit signature at the base crossing, in S (the claim) and π⁺.
+    flat_s = flattening_table(df, "score_S")
+    flat_p = flattening_table(df, "pi_pos") if "pi_pos" in df.columns else flat_s.iloc[0:0]
+    e_s = replicate_medians(flat_s, "flattening")
+    e_p = replicate_medians(flat_p, "flattening") if len(flat_p) else {}
+    c_pi = claim_by_group("rebound.fast_then_slow[pi_pos]", "", "", per_group(e_p), "share of initial rate",
+                          delta=DELTA_FLATTENING) if e_p else None
+    pi_text = (f"; in π⁺ E = {_num(c_pi.effect)} [{_num(c_pi.ci_low)}, {_num(c_pi.ci_high)}], {c_pi.verdict}"
+               if c_pi is not None else "")
+    best_s = float(flat_s.best_break_minus_base.median()) if len(flat_s) else float("nan")
+    best_p = float(flat_p.best_break_minus_base.median()) if len(flat_p) else float("nan")
+    c1 = claim_by_group(
         "rebound.fast_then_slow",
-        "Per-example fall of the alignment score S (log-odds) before the curve crosses the base level "
-        "exceeds the fall after it (effect: initial − late rate, per 100 opposing examples)",
+        "The fall of the alignment score S (log-odds) slows where the curve crosses the base model's level: "
+        "a segmented line with its break at the crossing, against one line (effect E = 1 − slope after / slope "
+        "before, the share of the initial fall rate lost; median over n⁺ per (world, seed))" + pi_text +
+        f". Best single break (least squares over candidate breaks; median over curves): {_num(best_s)} log-odds "
+        f"above the base level in S, {_num(best_p)} above it in π⁺",
         "Curves fall fast until they reach the base model's level, then flatten [P1 §5.2, Fig. 4]",
-        per_seed, unit="log-odds / 100 examples",
-        cells=cells_out, n_cells_defined=sum(len(v) for v in per_seed_cells.values()), n_cells=len(cells_out),
+        per_group(e_s), "share of initial fall rate", delta=DELTA_FLATTENING,
+        pi_pos=_brief(c_pi) if c_pi is not None else None,
+        best_break_minus_base_S=best_s, best_break_minus_base_pi_pos=best_p,
+        best_break_over_crossing_S=float(flat_s.best_break_over_cross.median()) if len(flat_s) else None,
+        median_p_value_one_line_S=float(flat_s.p_value.median()) if len(flat_s) else None,
+        cells_S=flat_s.to_dict("records"), cells_pi_pos=flat_p.to_dict("records"),
+        n_cells_defined=int(np.isfinite(flat_s.flattening.to_numpy(float)).sum()) if len(flat_s) else 0,
+        n_cells=int(len(flat_s)), aggregation="median over n⁺ curves per (world, seed)",
+        changed_after_seeing_results="the median (not the mean) over n⁺ curves: one π⁺ curve pinned at its ceiling "
+                                     "until late had a near-zero initial slope and E = −84",
     )
 
     # 2. more alignment: starts higher and falls faster over the first opposing examples.
     opp = df[df.stage == "opposing"]
     early_grid = sorted(n for n in opp.n_opposing.unique() if 0 < n <= cfg.early_examples)
     early_n = early_grid[-1] if early_grid else None
-    start_slopes: dict[int, list[float]] = {s: [] for s in seeds}
-    fall_slopes: dict[int, list[float]] = {s: [] for s in seeds}
-    for (world, seed), g in opp.groupby(["world", "seed"]):
-        if early_n is None:
-            continue
-        pos = sorted(g.n_aligned.unique())
-        start = [float(g[(g.n_aligned == p) & (g.n_opposing == 0)].score_S.iloc[0]) for p in pos]
-        early = [float(g[(g.n_aligned == p) & (g.n_opposing == early_n)].score_S.iloc[0]) for p in pos]
-        x = [math.log2(p) for p in pos]
-        start_slopes[seed].append(slope(x, start))
-        fall_slopes[seed].append(slope(x, [a - b for a, b in zip(start, early)]))
-    fs = [_finite_mean(v) for v in fall_slopes.values()]
-    ss = [_finite_mean(v) for v in start_slopes.values()]
-    c_start = claim_from_seed_values("start", "", "", ss)
-    c2 = claim_from_seed_values(
+    start_rows = []
+    for (world, seed, n_pos), g in opp.groupby(["world", "seed", "n_aligned"]):
+        at = g.set_index("n_opposing").score_S
+        start = float(at.get(0, float("nan")))
+        early = float(at.get(early_n, float("nan"))) if early_n is not None else float("nan")
+        start_rows.append({"world": world, "seed": int(seed), "n_aligned": int(n_pos), "start": start,
+                           "early_fall": start - early})
+    st = pd.DataFrame(start_rows, columns=["world", "seed", "n_aligned", "start", "early_fall"])
+    c_start = claim_by_group("rebound.more_alignment_falls_faster[start]", "", "",
+                             per_group(_slopes_vs_log2(st, "start")), "log-odds per doubling of n⁺",
+                             delta=DELTA_PER_DOUBLING)
+    c2 = claim_by_group(
         "rebound.more_alignment_falls_faster",
         f"Larger n⁺ starts higher and falls faster over the first {early_n} opposing examples "
-        "(effect: slope of the early fall in S against log2 n⁺; the start-level slope must also be > 0)",
+        "(effect: slope of the early fall in S against log2 n⁺; part 2: the start level's slope against log2 n⁺ "
+        f"= {_num(c_start.effect)} [{_num(c_start.ci_low)}, {_num(c_start.ci_high)}], {c_start.verdict}; both must hold)",
         "More positive data gives a higher start and a faster initial fall [P1 §5.2, Fig. 4]",
-        fs, unit="log-odds per doubling of n⁺", early_n_neg=early_n,
-        start_slope=c_start.effect, start_slope_ci=[c_start.ci_low, c_start.ci_high], start_verdict=c_start.verdict,
+        per_group(_slopes_vs_log2(st, "early_fall")), "log-odds per doubling of n⁺", delta=DELTA_PER_DOUBLING,
+        early_n_neg=early_n, cells=st.to_dict("records"),
     )
-    c2.verdict = combine_verdicts([c2.verdict, c_start.verdict])
+    c2 = with_parts(c2, {"start_level": c_start})
 
     # 3. KL return (Table 3 protocol): opposing examples to bring KL(model‖base) below ε.
     kl_col = cfg.kl_metric if cfg.kl_metric in df.columns else "kl_to_base"
+    keys = ["world", "seed", "n_aligned"]
+    base_s = curve_table(df, keys, ["world", "seed"], "score_S", kl_metric=None)
+    ret = base_s[keys + ["n_base", "score_aligned", "score_base"]].copy()
     kl_cells = []
-    kl_slopes: dict[int, list[float]] = {s: [] for s in seeds}
-    kl0_slopes: dict[int, list[float]] = {s: [] for s in seeds}
-    if kl_col in df.columns:
-        ktab = curve_table(df, keys, ["world", "seed"], "score_S", kl_metric=kl_col, kl_epsilon=cfg.kl_epsilon)
-        for (world, seed), g in ktab.groupby(["world", "seed"]):
-            xs, ys, x0, k0 = [], [], [], []
-            for r in g.itertuples():
-                kl_min = float(opp[(opp.world == world) & (opp.seed == seed) & (opp.n_aligned == r.n_aligned)][kl_col].min())
-                kl_cells.append({"world": world, "seed": int(seed), "n_pos": int(r.n_aligned),
-                                 "n_neg_to_kl_eps": r.n_kl_below_eps, "kl_at_0": r.kl_aligned, "kl_min": kl_min})
-                x0.append(math.log2(r.n_aligned))
-                k0.append(r.kl_aligned)
-                if math.isfinite(r.n_kl_below_eps):
-                    xs.append(math.log2(r.n_aligned))
-                    ys.append(r.n_kl_below_eps)
-            kl_slopes[seed].append(-slope(xs, ys))
-            kl0_slopes[seed].append(slope(x0, k0))
-    ks = [_finite_mean(v) for v in kl_slopes.values()]
-    c3 = claim_from_seed_values(
+    for (world, seed, n_pos), g in opp.sort_values("n_opposing").groupby(keys):
+        n = g.n_opposing.to_numpy(float)
+        cell = {"world": world, "seed": int(seed), "n_aligned": int(n_pos)}
+        for col in ("kl_ref_to_base", "kl_to_base"):
+            if col in g.columns and g[col].notna().all():
+                kl = g[col].to_numpy(float)
+                cell[f"{col}_at_0"], cell[f"{col}_min"] = float(kl[0]), float(kl.min())
+                cell[f"{col}_argmin"] = float(n[int(np.argmin(kl))])
+                for eps in sorted({*KL_EPSILONS, cfg.kl_epsilon}):
+                    cell[f"{col}_to_{eps:g}"] = examples_to_reach(n, kl, eps)
+        kl_cells.append(cell)
+    kt = pd.DataFrame(kl_cells).merge(ret, on=keys, how="left") if kl_cells else pd.DataFrame(columns=keys)
+    target = f"{kl_col}_to_{cfg.kl_epsilon:g}"
+    per_rep = _slopes_vs_log2(kt, target, -1.0) if target in kt.columns else {}
+
+    def ladder(col: str) -> dict:
+        out = {}
+        for eps in sorted({*KL_EPSILONS, cfg.kl_epsilon}):
+            name = f"{col}_to_{eps:g}"
+            if name in kt.columns:
+                c = claim_by_group("x", "", "", per_group(_slopes_vs_log2(kt, name, -1.0)), delta=DELTA_KL_RETURN)
+                out[f"{eps:g}"] = {**_brief(c), "n_cells_reaching": int(np.isfinite(kt[name].to_numpy(float)).sum())}
+        return out
+
+    c_nbase = claim_by_group("x", "", "", per_group(_slopes_vs_log2(kt, "n_base", -1.0)), delta=DELTA_KL_RETURN) \
+        if "n_base" in kt.columns else None
+    c3 = claim_by_group(
         "rebound.kl_return",
-        f"Opposing examples needed to bring KL(model‖base) below ε = {cfg.kl_epsilon} nats decrease with n⁺ "
-        "(effect: minus the slope against log2 n⁺; cells that never get below ε are left out)",
+        f"Opposing examples needed to bring KL(model‖base) below ε = {cfg.kl_epsilon} nats ({kl_col}) decrease with "
+        "n⁺ (effect: minus the slope against log2 n⁺ per (world, seed); curves that never get below ε in the grid "
+        "are left out)" + (f". Without ε: minus the slope of the examples to cross the base level in S = "
+                            f"{_num(c_nbase.effect)} [{_num(c_nbase.ci_low)}, {_num(c_nbase.ci_high)}], {c_nbase.verdict}"
+                            if c_nbase is not None else ""),
         "Table 3: after 1k/2k/5k/10k safe examples, 961/844/801/729 unsafe examples return Llama2-7B "
         "to KL < 0.01 (Gemma-2B 923/853/709/598) [P1 §5.2, Table 3]",
-        ks, unit="opposing examples per doubling of n⁺", cells=kl_cells, kl_metric=kl_col,
-        kl_at_0_slope_per_seed=[_finite_mean(v) for v in kl0_slopes.values()],
-        n_cells_reaching_eps=sum(1 for c in kl_cells if math.isfinite(c["n_neg_to_kl_eps"])), n_cells=len(kl_cells),
+        per_group(per_rep), "opposing examples per doubling of n⁺", delta=DELTA_KL_RETURN, kl_metric=kl_col,
+        epsilon_ladder_exact=ladder("kl_ref_to_base"), epsilon_ladder_sampled=ladder("kl_to_base"),
+        crossing_base_level_S=_brief(c_nbase) if c_nbase is not None else None,
+        n_cells_reaching_eps=int(np.isfinite(kt[target].to_numpy(float)).sum()) if target in kt.columns else 0,
+        by_n_pos=_kl_by_n_pos(kt, kl_col, target),
+        n_cells=int(len(kt)), cells=kt.to_dict("records"),
+        changed_after_seeing_results="quick n⁻ grid refined from 7 to 10 points (300, 600, 1200 added): KL(model‖base) "
+                                     "dips near the base crossing and the dip fell between the points at 400 and 800",
     )
     return [c1, c2, c3]
 

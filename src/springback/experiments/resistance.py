@@ -100,7 +100,8 @@ class ResistanceConfig:
 # and the nano sentiment ones scaling's, so only safety / truthful nano and truthful micro are new.
 PRESETS = {
     "quick": {},
-    "full": {"seeds": [0, 1, 2, 3, 4], "answers": {"n_answers": 4, "n_kl_samples": 16}},
+    # full: 12 seeds (36 replicates; inverse_lower_loss needed 11 seeds at quick), KL on 8 samples per prompt.
+    "full": {"seeds": list(range(12)), "answers": {"n_kl_samples": 8}},
 }
 
 
@@ -248,28 +249,34 @@ PAPER_TABLE1 = ("Inverse alignment (θj trained on θi's answers) reaches a lowe
                 "BeaverTails × pairs 1-2, 2-3, 1-3); gaps 0.0002–0.0961 [P1 §5.1, Table 1; SPEC §3.1]")
 
 
+# Equivalence bands δ (docs/science.md, "Equivalence bands δ"; fixed before the runs).
+DELTA_LOSS = 0.005  # nats per token: half a percent of perplexity
+DELTA_KL = 0.02  # nats per answer: a tenth of P1's appendix example gap (0.4568 − 0.2796)
+
+
 def claims(df: pd.DataFrame, cfg: ResistanceConfig) -> list[Claim]:
+    """Three claims; one replicate per (world, seed) (mean over sizes and pairs), each world a group."""
     ft = df[df.stage == "finetune"] if "stage" in df.columns else df.iloc[0:0]
     n_pairs = ft.groupby(["world", "model", "seed", "pair"]).ngroups if len(ft) else 0
     # 1. raw loss (mean over the run, as the authors' code; final loss, as the text, in details)
-    final = paired_claim(df, "final_loss", "final", "", "", "")
-    end = paired_claim(df, "end_loss", "end", "", "", "")
+    final = paired_claim(df, "final_loss", "final", "", "", "", delta=DELTA_LOSS)
+    end = paired_claim(df, "end_loss", "end", "", "", "", delta=DELTA_LOSS)
     c1 = paired_claim(
         df, "mean_loss", "resistance.inverse_lower_loss",
         "Inverse alignment has a lower mean training loss than forward alignment with the same prompts, "
         "examples, updates and hyper-parameters (effect: forward − inverse, mean over cells, interval over seeds)",
-        PAPER_TABLE1, "nats per token", final_loss=sub_claim(final), end_loss_full_set=sub_claim(end), n_pair_runs=n_pairs,
+        PAPER_TABLE1, "nats per token", delta=DELTA_LOSS, final_loss=sub_claim(final), end_loss_full_set=sub_claim(end), n_pair_runs=n_pairs,
     )
     # 2. the entropy control
     c2 = paired_claim(
         df, "excess_mean_loss", "resistance.inverse_lower_excess_loss",
         "Inverse alignment has a lower excess loss (training loss − the writer checkpoint's own loss on its "
         "answers) than forward alignment (effect: forward − inverse)",
-        PAPER_TABLE1 + "; the excess-loss control is ours [SPEC §3.1]", "nats per token",
-        excess_final_loss=sub_claim(paired_claim(df, "excess_final_loss", "x", "", "", "")),
+        PAPER_TABLE1 + "; the excess-loss control is ours [SPEC §3.1]", "nats per token", delta=DELTA_LOSS,
+        excess_final_loss=sub_claim(paired_claim(df, "excess_final_loss", "x", "", "", "", delta=DELTA_LOSS)),
     )
     def seed_gap(frame: pd.DataFrame, meaning: str) -> dict:
-        m, lo, hi = t_interval([float(g["diff"].mean()) for _, g in frame.groupby("seed", sort=True)])
+        m, lo, hi = t_interval([float(g["diff"].mean()) for _, g in frame.groupby(["world", "seed"], sort=True)])
         return {"effect": m, "ci": [lo, hi], "meaning": meaning}
 
     gen = paired(df, "generator_loss")
@@ -280,7 +287,8 @@ def claims(df: pd.DataFrame, cfg: ResistanceConfig) -> list[Claim]:
     if len(ent):
         c2.details["exact_target_entropy_gap"] = seed_gap(ent, "entropy of θj's sampling distribution − θi's "
                                                           "(forward targets − inverse targets), exact over A ∪ N")
-        c2.details["excess_over_exact_entropy"] = sub_claim(paired_claim(df, "excess_over_entropy_mean_loss", "e", "", "", ""))
+        c2.details["excess_over_exact_entropy"] = sub_claim(paired_claim(df, "excess_over_entropy_mean_loss", "e", "", "", "",
+                                                                         delta=DELTA_LOSS))
     if c1.verdict == REPRODUCED and c2.verdict != REPRODUCED:
         c2.statement += (". Raw loss favours inverse alignment but excess loss does not: the raw result is "
                          "explained by the different entropy (predictability) of the two directions' targets")
@@ -295,9 +303,9 @@ def claims(df: pd.DataFrame, cfg: ResistanceConfig) -> list[Claim]:
         "kl_change = KL(learner‖target) before − after, on held-out prompts (effect: forward − inverse)",
         "With finer checkpoints the KL change is larger forward than inverse in 7 of 7 pairs "
         "(e.g. 0.4568 vs 0.2796) [P1 appendix; SPEC §3.1]; which KL the paper differences is not stated — our reading",
-        "nats per answer",
-        kl_after=sub_claim(paired_claim(df, "kl_after", "k", "", "", "")),
-        kl_before=sub_claim(paired_claim(df, "kl_before", "k", "", "", "")),
+        "nats per answer", delta=DELTA_KL,
+        kl_after=sub_claim(paired_claim(df, "kl_after", "k", "", "", "", delta=DELTA_KL)),
+        kl_before=sub_claim(paired_claim(df, "kl_before", "k", "", "", "", delta=DELTA_KL)),
     )
     if "kl_change" in ft.columns and ft["kl_change"].notna().any():
         means = {d: float(ft[ft.direction == d]["kl_change"].mean()) for d in (FORWARD, INVERSE)}

@@ -27,7 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis import Claim, claim_from_seed_values, combine_verdicts, t_interval
+from ..analysis import Claim, claim_by_group, t_interval
+from ..analysis.shape import flattening
+from ..analysis.verdicts import per_group, with_parts
 from ..analysis.curves import curve_table
 from ..analysis.trends import ratio_of_means, summary_by, trend_slopes
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig
@@ -87,6 +89,23 @@ class ScalingConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
+# The data axis (docs/scaling.md, "Pre-training budgets"): checkpoints at the same fractions of the
+# final budget as P1's TinyLlama checkpoints — 0.1T, 0.5T, 1T, 2T, 3T of 3T [SPEC §3.3] = 1/30, 1/6,
+# 1/3, 2/3, 1 — rounded to multiples of the pre-training batch (32) so the last one is the shared base.
+# Over this range the checkpoints still change: the preference S is set within ~1000 examples, but
+# the mass on the world's own responses (coverage) keeps growing to the end (result.json,
+# base_by_budget). Before issue 14 the axis was 128 / 1280 / all: one barely-trained model and two
+# whose S had converged.
+P1_TINYLLAMA_TOKENS_T = (0.1, 0.5, 1.0, 2.0, 3.0)  # SPEC §3.3 (appendix adds 0.1T, 0.5T, 1.0T to 2T–3T)
+
+
+def p1_fraction_budgets(corpus: int, batch: int = 32) -> list[int]:
+    """Budgets at P1's checkpoint fractions of ``corpus`` examples, rounded to whole batches (last = corpus)."""
+    out = [max(batch, int(round(corpus * t / P1_TINYLLAMA_TOKENS_T[-1] / batch)) * batch) for t in P1_TINYLLAMA_TOKENS_T]
+    out[-1] = corpus
+    return sorted(set(out))
+
+
 # quick: a 40% corpus (8000 task + 3200 general examples), the data axis on micro and no
 # sampling (every claim uses the exact S and the exact KL over A ∪ N) keep the run near 3.5
 # minutes of one CPU core; its bases are therefore not rebound's quick bases. The defaults
@@ -94,12 +113,12 @@ class ScalingConfig:
 _QUICK_CORPUS = 11200
 PRESETS = {
     "quick": {"world": {"n_task_examples": 8000, "n_general_examples": 3200},
-              "budgets": [128, 1280, _QUICK_CORPUS], "data_size": "micro", "n_pos": [250, 1000],
+              "budgets": p1_fraction_budgets(_QUICK_CORPUS), "data_size": "micro", "n_pos": [250, 1000],
               "measure": {"n_samples": 0}},
-    "full": {"seeds": [0, 1, 2, 3, 4], "grid": "full", "n_pos": [500, 1000, 2000, 4000],
-             "budgets": [128, 640, 3200, _DEFAULT_CORPUS],
-             "n_neg": [0, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600],
-             "world": {"n_eval_prompts": 16}, "measure": {"n_samples": 8}},
+    # full: 8 seeds on the default world (its micro bases are rebound's), the paper's two axes
+    # (cross grid) with the data axis at P1's checkpoint fractions of 28000 examples (docs/scaling.md).
+    "full": {"seeds": list(range(8)), "n_pos": [500, 2000], "budgets": p1_fraction_budgets(_DEFAULT_CORPUS),
+             "n_neg": [0, 50, 100, 200, 300, 400, 600, 800], "measure": {"n_samples": 0}},
 }
 
 
@@ -266,17 +285,56 @@ def _axis_subsets(cells: pd.DataFrame, cfg: ScalingConfig) -> tuple[str | None, 
 SUMMARY = list(MEASURES) + ["rebound_per100"]
 
 
+# Equivalence bands δ (docs/science.md, "Equivalence bands δ"; fixed before the runs).
+DELTA_TREND = 0.1  # log-odds / 100 examples per decade: a quarter of P1's size effect in the same unit
+DELTA_BARELY = 0.1  # ½·E(largest) − E(smallest), E = share of the initial fall rate lost at the base crossing
+DELTA_FLATTENING = 0.2  # E(largest) > 0, rebound.fast_then_slow's δ
+
+
+def replicate_trends(table: pd.DataFrame, measure: str, x: str, sign: float) -> dict[tuple[str, int], float]:
+    """{(world, seed): sign × slope of ``measure`` (averaged over n⁺ at each x) against log10 ``x``}."""
+    out = {}
+    groups = table.groupby("world") if "world" in table.columns else [("all", table)]
+    for world, g in groups:
+        for seed, v in trend_slopes(g, measure, x).items():
+            out[(str(world), int(seed))] = sign * v
+    return out
+
+
 def _trend_claim(cid: str, statement: str, paper: str, table: pd.DataFrame, measure: str, x: str, sign: float,
-                 unit: str, seeds: list[int], **details: Any) -> Claim:
-    """A claim whose per-seed value is ``sign`` × the slope of ``measure`` against log10 ``x``."""
-    slopes = trend_slopes(table, measure, x)
-    per_seed = [sign * slopes.get(s, float("nan")) for s in seeds]
-    return claim_from_seed_values(cid, statement, paper, per_seed, unit=unit, **details)
+                 unit: str, seeds: list[int] | None = None, **details: Any) -> Claim:
+    """A claim whose replicate value is ``sign`` × the slope of ``measure`` against log10 ``x``, per (world, seed)
+    (``seeds``: unused, kept for callers of the per-seed version)."""
+    return claim_by_group(cid, statement, paper, per_group(replicate_trends(table, measure, x, sign)), unit,
+                          delta=DELTA_TREND, **details)
+
+
+def flattening_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Per curve (world, seed, model, budget, n⁺): the segmented-fit flattening E of S at its base crossing."""
+    keys = ["world", "seed", "model", "budget"]
+    base = df[df.stage == "base"].drop_duplicates(keys).set_index(keys)
+    rows = []
+    for key, g in df[df.stage == "opposing"].sort_values("n_opposing").groupby(keys + ["n_aligned"]):
+        level = float(base.loc[key[:4], "score_S"]) if key[:4] in base.index else float("nan")
+        f = flattening(g.n_opposing.to_numpy(float), g.score_S.to_numpy(float), level)
+        rows.append({**dict(zip(keys + ["n_aligned"], key)), "budget_n": float(g.budget_n.iloc[0]), **f})
+    return pd.DataFrame(rows)
+
+
+def learning_left(df: pd.DataFrame, ref_size: str | None) -> list[dict]:
+    """Per budget of the data axis: the base checkpoint's S, π⁺ and coverage (mass on the world's
+    responses A ∪ N), mean over seeds — how much the checkpoints still differ (docs/scaling.md)."""
+    base = df[(df.stage == "base") & (df["model"] == ref_size)] if ref_size is not None else df.iloc[0:0]
+    out = []
+    for b, g in base.groupby("budget_n"):
+        out.append({"budget_n": float(b), "score_S": float(g.score_S.mean()), "pi_pos": float(g.pi_pos.mean()),
+                    "coverage": float(g.coverage.mean()) if "coverage" in g else float("nan"), "n_seeds": int(len(g))})
+    return out
 
 
 def claims(df: pd.DataFrame, cfg: ScalingConfig) -> list[Claim]:
+    """Five claims; one replicate per (world, seed), each world also reported as a group."""
     cells = cell_table(df, cfg.kl_epsilon, cfg.kl_metric)
-    seeds = sorted(int(s) for s in df.seed.unique())
     ref_budget, ref_size = _axis_subsets(cells, cfg)
     size_cells = cells[cells.budget == ref_budget] if ref_budget is not None else cells.iloc[:0]
     data_cells = cells[(cells["model"] == ref_size) & cells.budget_n.notna()] if ref_size is not None else cells.iloc[:0]
@@ -298,57 +356,64 @@ def claims(df: pd.DataFrame, cfg: ScalingConfig) -> list[Claim]:
     size_details = {"reference_budget": ref_budget, "sizes": summary_by(size_cells, "model", SUMMARY, ("n_params", "budget_n")),
                     "other_measures": other_trends(size_cells, "n_params"), "cells": per_cell}
     data_details = {"reference_size": ref_size, "budgets": summary_by(data_cells, "budget", SUMMARY, ("n_params", "budget_n")),
-                    "other_measures": other_trends(data_cells, "budget_n")}
+                    "other_measures": other_trends(data_cells, "budget_n"),
+                    "base_by_budget": learning_left(df, ref_size)}
     unit_p = "log-odds/100 ex per decade of parameters"
     unit_b = "log-odds/100 ex per decade of pre-training budget"
 
     c1 = _trend_claim(
         "scaling.size_faster_initial_fall",
         f"Initial fall rate of S (until the curve crosses its base's own level) rises with model size "
-        f"(effect: slope against log10 parameters at budget {ref_budget})",
-        size_paper, size_cells, "initial_fall_per_100", "n_params", +1.0, unit_p, seeds, **size_details)
+        f"(effect: slope against log10 parameters at budget {ref_budget}, per (world, seed))",
+        size_paper, size_cells, "initial_fall_per_100", "n_params", +1.0, unit_p, **size_details)
     c2 = _trend_claim(
         "scaling.size_slower_late_fall",
         f"Late fall rate of S (after crossing the base level) falls with model size "
-        f"(effect: minus the slope against log10 parameters at budget {ref_budget})",
-        size_paper, size_cells, "late_fall_per_100", "n_params", -1.0, unit_p, seeds, reference_budget=ref_budget)
+        f"(effect: minus the slope against log10 parameters at budget {ref_budget}, per (world, seed))",
+        size_paper, size_cells, "late_fall_per_100", "n_params", -1.0, unit_p, reference_budget=ref_budget)
     c3 = _trend_claim(
         "scaling.data_faster_initial_fall",
-        f"Initial fall rate of S rises with the pre-training budget (effect: slope against log10 budget, size {ref_size})",
-        data_paper, data_cells, "initial_fall_per_100", "budget_n", +1.0, unit_b, seeds, **data_details)
+        f"Initial fall rate of S rises with the pre-training budget (effect: slope against log10 budget, size "
+        f"{ref_size}, per (world, seed))",
+        data_paper, data_cells, "initial_fall_per_100", "budget_n", +1.0, unit_b, **data_details)
     c4 = _trend_claim(
         "scaling.data_slower_late_fall",
         f"Late fall rate of S falls with the pre-training budget (effect: minus the slope against log10 budget, "
-        f"size {ref_size})",
-        data_paper, data_cells, "late_fall_per_100", "budget_n", -1.0, unit_b, seeds, reference_size=ref_size)
+        f"size {ref_size}, per (world, seed))",
+        data_paper, data_cells, "late_fall_per_100", "budget_n", -1.0, unit_b, reference_size=ref_size)
 
-    # 5. The smallest budget barely shows elasticity next to the largest. Rebound strength R =
-    # initial − late fall rate (rebound.fast_then_slow's effect); per seed the effect is
-    # f·R(largest) − R(smallest) with f = barely_fraction [ours], and R(largest) > 0 must hold too.
-    budgets_n = sorted(data_cells.budget_n.unique()) if not data_cells.empty else []
+    # 5. The smallest budget barely shows elasticity next to the largest. Elasticity E = the share of
+    # the initial fall rate lost at the base crossing (rebound.fast_then_slow's effect, median over n⁺);
+    # per (world, seed) the effect is f·E(largest) − E(smallest), f = barely_fraction [ours], and
+    # E(largest) > 0 must hold too.
+    flat = flattening_cells(df[df["model"] == ref_size]) if ref_size is not None else pd.DataFrame()
+    flat = flat[flat.budget_n.notna()] if len(flat) else flat
+    budgets_n = sorted(flat.budget_n.unique()) if len(flat) else []
     small, large = (budgets_n[0], budgets_n[-1]) if len(budgets_n) >= 2 else (None, None)
-    r_small, r_large, eff = [], [], []
-    for s in seeds:
-        g = data_cells[data_cells.seed == s]
-        rs = float(g[g.budget_n == small].rebound_per100.mean()) if small is not None else float("nan")
-        rl = float(g[g.budget_n == large].rebound_per100.mean()) if large is not None else float("nan")
-        r_small.append(rs)
-        r_large.append(rl)
-        eff.append(cfg.barely_fraction * rl - rs)
-    c_large = claim_from_seed_values("large", "", "", r_large)
-    c5 = claim_from_seed_values(
+    e_small, e_large, eff = {}, {}, {}
+    for (world, seed), g in (flat.groupby(["world", "seed"]) if len(flat) else []):
+        key = (str(world), int(seed))
+        es = g[g.budget_n == small].flattening.median() if small is not None else float("nan")
+        el = g[g.budget_n == large].flattening.median() if large is not None else float("nan")
+        e_small[key], e_large[key] = float(es), float(el)
+        eff[key] = cfg.barely_fraction * float(el) - float(es)
+    c_large = claim_by_group("scaling.small_budget_barely_elastic[largest]", "", "", per_group(e_large),
+                             "share of initial fall rate", delta=DELTA_FLATTENING)
+    c5 = claim_by_group(
         "scaling.small_budget_barely_elastic",
-        f"At the smallest pre-training budget the rebound (initial − late fall rate of S) is under "
-        f"{cfg.barely_fraction:g}× the largest budget's (effect: {cfg.barely_fraction:g}·R_largest − R_smallest; "
-        f"R_largest > 0 must hold too), size {ref_size}",
+        f"At the smallest pre-training budget the elasticity E (share of the initial fall rate of S lost where the "
+        f"curve crosses its base level; segmented fit, as rebound.fast_then_slow) is under {cfg.barely_fraction:g}× the "
+        f"largest budget's (effect: {cfg.barely_fraction:g}·E_largest − E_smallest per (world, seed); part 2: "
+        f"E_largest > 0), size {ref_size}",
         "TinyLlama appendix: elasticity is barely visible after 0.1T tokens and clear by 0.5T [P1 §5.3; SPEC §3.3]",
-        eff, unit="log-odds / 100 examples", smallest_budget=small, largest_budget=large,
-        rebound_smallest_per_seed=r_small, rebound_largest_per_seed=r_large,
-        rebound_largest=c_large.effect, rebound_largest_ci=[c_large.ci_low, c_large.ci_high],
-        rebound_largest_verdict=c_large.verdict,
-        ratio_smallest_to_largest=ratio_of_means(r_small, r_large),
+        per_group(eff), "share of initial fall rate", delta=DELTA_BARELY, smallest_budget=small, largest_budget=large,
+        flattening_smallest=per_group(e_small), flattening_largest=per_group(e_large),
+        ratio_smallest_to_largest=ratio_of_means(list(e_small.values()), list(e_large.values())),
+        flattening_by_budget={f"{b:g}": float(flat[flat.budget_n == b].flattening.median()) for b in budgets_n},
+        changed="issue 14: elasticity is the segmented-fit flattening E (was: initial − late fall rate), "
+                "the same measure as rebound.fast_then_slow",
     )
-    c5.verdict = combine_verdicts([c5.verdict, c_large.verdict])
+    c5 = with_parts(c5, {"largest_budget_elastic": c_large})
     return [c1, c2, c3, c4, c5]
 
 
