@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from springback.analysis import claim_by_group, claim_from_seed_values, correlation_claim
 from springback.analysis.verdicts import band_verdict, per_group, with_parts, with_target

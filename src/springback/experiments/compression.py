@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 
 from ..analysis import Claim, claim_by_group, slope

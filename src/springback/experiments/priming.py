@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pandas as pd
 
 from ..analysis import Claim, claim_by_group

@@ -317,7 +317,8 @@ def flattening_cells(df: pd.DataFrame) -> pd.DataFrame:
     for key, g in df[df.stage == "opposing"].sort_values("n_opposing").groupby(keys + ["n_aligned"]):
         level = float(base.loc[key[:4], "score_S"]) if key[:4] in base.index else float("nan")
         f = flattening(g.n_opposing.to_numpy(float), g.score_S.to_numpy(float), level)
-        rows.append({**dict(zip(keys + ["n_aligned"], key)), "budget_n": float(g.budget_n.iloc[0]), **f})
+        budget_n = pd.to_numeric(g.budget_n, errors="coerce").iloc[0]  # null (unknown) for real checkpoints
+        rows.append({**dict(zip(keys + ["n_aligned"], key)), "budget_n": float(budget_n), **f})
     return pd.DataFrame(rows)
 
 

@@ -25,7 +25,6 @@ record and the figure shows. The claims use the stated default assumptions.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np

@@ -96,7 +96,7 @@ def summary_figure(claims: Sequence[tuple[str, Mapping[str, Any]]]):
             marker = "o" if basis == BY_DELTA else "s"
             ax.plot([lo, hi], [y, y], color=color, lw=2, solid_capstyle="butt")
             ax.plot([x], [y], marker=marker, color=color, ms=5, mec="black", mew=0.4)
-            lim = max(lim, *(abs(v) for v in (x, lo, hi) if math.isfinite(v)))
+            lim = max([lim] + [abs(v) for v in (x, lo, hi) if math.isfinite(v)])  # an undefined claim adds nothing
     ax.axvspan(-1, 1, color="0.93", zorder=0)
     ax.axvline(0, color="0.3", lw=0.8)
     ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
