@@ -1,6 +1,6 @@
 """Scoring vs arithmetic coding (encode, decode) on the same text, and our disjoint windows vs lm-eval's.
 
-    python bench/compress_throughput.py [--model DIR] [--n-texts 3800] [--batch-size 32] [--long-docs 0]
+    python bench/compress_throughput.py [--model DIR | --preset micro] [--n-texts 3800] [--batch-size 32] [--long-docs 0]
 
 One run prints, on the same texts (best of 3 timings, decoding once): the scoring pass alone (``code_length``), the encoder (the
 same scoring pass plus quantisation and range coding: what ``compress --arith`` adds is their
@@ -83,7 +83,8 @@ def lm_eval_line(model, tok, texts: list[str], batch_size: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="", help="a saved world model / HF causal LM directory (default: fresh micro model)")
+    ap.add_argument("--model", default="", help="a saved world model / HF causal LM directory (default: a fresh preset model)")
+    ap.add_argument("--preset", default="micro", help="size preset of the fresh model (nano, micro, mini, small, base)")
     ap.add_argument("--n-texts", type=int, default=3800, help="sentiment-world texts (3800 ≈ 266 KB)")
     ap.add_argument("--batch-size", type=int, default=32, help="windows per forward (compress's default)")
     ap.add_argument("--long-docs", type=int, default=0, help="also code the texts joined into this many long documents")
@@ -95,7 +96,7 @@ def main() -> None:
         model, tok = load_model(args.model)
     else:
         tok = world.tokenizer()
-        model = build_model("micro", tok, seed=0)
+        model = build_model(args.preset, tok, seed=0)
     model.eval()
     ex = world.pretrain_corpus(int(args.n_texts * 0.7), args.n_texts - int(args.n_texts * 0.7), 0.2, seed=99)
     texts = [f"{e.prompt} {e.response}".strip() for e in ex]
