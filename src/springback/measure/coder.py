@@ -100,7 +100,7 @@ _TOP = 1 << (_RANGE_BITS - 8)  # renormalise (shift out one byte) while the rang
 _MASK = (1 << _RANGE_BITS) - 1
 _GRID_BITS = 20  # log-weights are rounded to multiples of 2**-20 nats
 _LO_BITS = 10  # the grid index splits into a coarse (2**-10 nats) and a fine part
-_ELEMENTS_PER_SLAB = 1 << 16  # [rows, V] elements per quantisation call
+_ELEMENTS_PER_SLAB = 1 << 17  # [rows, V] elements per quantisation call
 
 
 class CoderMismatchError(SpringbackError):
