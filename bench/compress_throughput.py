@@ -11,7 +11,7 @@ and — with lm-evaluation-harness installed — its ``loglikelihood_rolling`` a
 documents many windows long. Without ``--model`` a freshly initialised sentiment-world model of
 ``--preset`` size is used (speed does not depend on the weights; coding costs the same per
 token whatever the model, so the smallest models show the largest ratio). Threads follow
-SPRINGBACK_NUM_THREADS (default 1), as in every springback command. Nothing is written except
+SPRINGBACK_NUM_THREADS (default 1), as in every springback command; times are CPU seconds. Nothing is written except
 a temporary model copy for lm-eval.
 """
 
@@ -32,12 +32,16 @@ from springback.worlds import get_world
 
 
 def timed(fn, repeat: int = 1):
-    """(result, best wall time over ``repeat`` runs): shared CPUs make single timings noisy."""
+    """(result, best CPU time of this process over ``repeat`` runs, seconds).
+
+    CPU time, not wall time: on cores shared with other jobs it is far steadier, and with one
+    torch thread it equals the wall time of an idle machine.
+    """
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return out, best
 
 
