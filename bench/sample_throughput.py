@@ -6,7 +6,8 @@ A one-layer, width-16 Llama with a V-word vocabulary keeps the model's own cost 
 the numbers are the sampler's. "old" is ``SAMPLER_VERSION`` 1's token choice, reproduced here
 (full-vocabulary sort for top-p, probabilities moved to the CPU, ``torch.multinomial`` from
 one generator); "new" is :func:`springback.measure.sampling.draw`. Both run inside the same
-:func:`~springback.measure.sampling.sample` loop. Threads follow SPRINGBACK_NUM_THREADS.
+:func:`~springback.measure.sampling.sample` loop. Threads follow SPRINGBACK_NUM_THREADS; rates are
+per CPU second.
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ def main() -> None:
             try:
                 kw = dict(seed=0, temperature=temperature, top_p=top_p, max_new_tokens=args.steps, batch_size=args.batch_size)
                 sampling.sample(model, tok, prompts[:2], 1, **kw)  # warm-up
-                t0 = time.perf_counter()
+                t0 = time.process_time()  # CPU time: steadier than wall time on shared cores
                 _, ids, _ = sampling.sample(model, tok, prompts, 1, **kw)
-                rates[name] = args.steps / (time.perf_counter() - t0)
+                rates[name] = args.steps / (time.process_time() - t0)
             finally:
                 sampling.draw = new_draw
         print(f"temperature {temperature:<5} top-p {top_p:<5} old {rates['old']:7.1f} steps/s   new {rates['new']:7.1f} "

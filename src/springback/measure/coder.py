@@ -47,7 +47,7 @@ What the quantised code costs, exactly (per coded token with model probability p
 * the floor of one unit per token takes ``V`` of the ``T`` units from the model's mass
   (``f_s > p_s (T − V)``): at most ``log2(T / (T − V))`` ≈ V / (T ln 2) bits (1.1e-5 bits at
   V = 32k, 8.6e-5 at V = 256k);
-* the 2**-20-nat grid: at most 2·2**-21/ln 2 ≈ 1.4e-6 bits;
+* the 2**-20-nat grid (rounded in float32): at most ~3e-6 bits;
 * the integer weights ``floor(2**k w)``: < 2**-k / (p ln 2) bits with k = 52 − bitlength(V)
   (k = 36 at V = 50k: < 2e-6 bits for p > 1e-5; rarer tokens cost > 16 bits anyway);
 * the coder's 64-bit range: ≤ 2**(P − 56) / ln 2 ≈ 9e-8 bits;
@@ -100,7 +100,7 @@ _TOP = 1 << (_RANGE_BITS - 8)  # renormalise (shift out one byte) while the rang
 _MASK = (1 << _RANGE_BITS) - 1
 _GRID_BITS = 20  # log-weights are rounded to multiples of 2**-20 nats
 _LO_BITS = 10  # the grid index splits into a coarse (2**-10 nats) and a fine part
-_ELEMENTS_PER_SLAB = 1 << 16  # [rows, V] elements per quantisation call
+_ELEMENTS_PER_SLAB = 1 << 17  # [rows, V] elements per quantisation call
 
 
 class CoderMismatchError(SpringbackError):
@@ -176,11 +176,14 @@ def _prefix_weights(logp: torch.Tensor, precision_bits: int) -> tuple[torch.Tens
     weight_bits = 52 - vocab.bit_length()
     hi, lo = _exp_tables(logp.device, weight_bits)
     beyond = (len(hi) - 1) << _LO_BITS  # grid index at which the weight is taken as 0
-    # grid = floor((max − logp) · 2**20 + 1/2) ≥ 0: round to the 2**-20-nat grid; −inf lands at ``beyond``.
-    # (float64; the scaling by 2**20 is exact, so the one addition rounds once whether or not it is fused)
-    grid = torch.add(top_logp.double() * float(1 << _GRID_BITS) + 0.5, logp, alpha=-float(1 << _GRID_BITS))
+    # grid ≈ (max − logp) · 2**20 rounded: the 2**-20-nat grid; −inf lands at ``beyond``. In the input's
+    # precision: the scaling by 2**20 is exact, so the one addition rounds once, fused or not. (In float32
+    # the grid is coarser than 2**-20 only where the weight is below e**-8, a relative error < 2e-6.)
+    grid = torch.add(top_logp * float(1 << _GRID_BITS) + 0.5, logp, alpha=-float(1 << _GRID_BITS))
     grid = grid.clamp_(max=beyond).long()  # truncation = floor for values ≥ 0   [N, V]
-    u = hi.take(grid >> _LO_BITS).mul_(lo.take(grid & ((1 << _LO_BITS) - 1))).floor_()  # ≈ 2**k · exp(logp − max)
+    flat = grid.view(-1)  # look-ups by index_select: same numbers as take/gather, twice as fast on CPU
+    w = hi.index_select(0, flat >> _LO_BITS).mul_(lo.index_select(0, flat & ((1 << _LO_BITS) - 1)))
+    u = w.floor_().view_as(grid)  # ≈ 2**k · exp(logp − max)   [N, V]
     cum_u = u.cumsum_(dim=-1)  # exact integers < 2**52
     return cum_u, float(spare) / cum_u[:, -1:], spare
 

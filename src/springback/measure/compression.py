@@ -338,7 +338,7 @@ def token_bits(
         rows, pos, t = scored_positions(chunk)
         targets = tgt[rows, pos]
         lp = logp[tuple(torch.as_tensor(a, device=logp.device) for a in (rows, pos, targets))]  # [n]
-        where = offsets[np.array([chunk[r][0] for r in rows], dtype=np.int64)] + t - 1
+        where = offsets[np.array([i for i, _, _, _ in chunk], dtype=np.int64)[rows]] + t - 1
         if not np.all(np.isnan(flat[where])):  # guards the "scored exactly once" invariant
             raise AssertionError("a token was scored twice")
         flat[where] = -lp.double().cpu().numpy() / LN2
