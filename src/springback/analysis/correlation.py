@@ -1,8 +1,8 @@
-"""Correlations and fits through the origin (dynamics: force against measured ΔS)."""
+"""Correlations and fits through the origin (dynamics: force against measured ΔS); Fisher-z means
+of correlations are :func:`springback.analysis.stats.fisher_mean`."""
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -24,9 +24,3 @@ def slope_through_origin(x: Sequence[float], y: Sequence[float]) -> float:
     ok = np.isfinite(xa) & np.isfinite(ya)
     den = float((xa[ok] ** 2).sum())
     return float((xa[ok] * ya[ok]).sum() / den) if den > 0 else float("nan")
-
-
-def fisher_mean(rs: Sequence[float]) -> float:
-    """Mean of correlations via Fisher's z (NaN-safe)."""
-    z = [math.atanh(max(min(r, 0.999999), -0.999999)) for r in rs if math.isfinite(r)]
-    return float(math.tanh(sum(z) / len(z))) if z else float("nan")

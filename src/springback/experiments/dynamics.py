@@ -1,36 +1,18 @@
-"""Alignment dynamics: driving force vs rebound force (SPEC §5).
+"""Alignment dynamics: driving force vs rebound force (SPEC §5; P2's formulation is ours).
 
-Only P2's abstract is public. The force decomposition tested here is our formulation,
-consistent with that abstract (SPEC §5, :mod:`springback.measure.forces`), not the paper's.
+Only P2's abstract is public; the force decomposition (:mod:`springback.measure.forces`) is our
+formulation, consistent with it. Three parts, each a kind of cell:
 
-Three parts:
+(a) **pure softmax model** — one free logit per completion of A ∪ N: a step Δz = η(q − π) moves S
+    by η(F_drive + F_rebound) to first order, checked step by step (:func:`softmax_rows`);
+(b) **tiny world models** — align a copy of the cached base (to a fixed gain), then fine-tune on
+    opposing data, measuring S and the forces exactly every ``window_examples`` examples; the force
+    at a window's start is tested as a predictor of the direction and time course of the measured
+    ΔS over it (in a network the logits share parameters, so η_eff is fitted, not predicted);
+(c) **narrowness** — the same runs with k distinct aligned templates: narrower aligned posteriors
+    should rebound harder (SPEC §5 (b)).
 
-(a) **Pure softmax model** (one free logit per completion of A ∪ N, sizes as in each world).
-    A step Δz = η (q − π) changes S by η (F_drive + F_rebound) to first order; the run
-    records, step by step, the prediction η·F and the exact ΔS along an align phase (q on
-    ``narrowness`` aligned templates) and an opposing phase (q uniform on N).
-
-(b) **Tiny world models.** Per (world, seed, narrowness): align a copy of the cached
-    pre-trained base, then fine-tune it on opposing data, measuring S and the forces exactly
-    (teacher forcing over A and N on held-out prompts) every ``window_examples`` examples.
-    *What "predicted" means here:* in a network the completion logits share parameters, so
-    one optimizer step moves S by ∇S·Δθ, not by η(q − π)·∂S/∂z; and AdamW's step size is not
-    the identity's η. We therefore test the decomposition as a **predictor of direction and
-    time course**: the force F = F_drive + F_rebound measured at the start of each window is
-    correlated with the measured ΔS over that window (Pearson r over the windows of both
-    phases of a run), and must beat F_drive alone, whose sign the phase already fixes.
-    Within-phase correlations are reported too. A per-phase least-squares slope ΔS ≈ η_eff·F
-    (through the origin) is reported as the effective step size, a fitted number, not a
-    prediction.
-    q is the empirical distribution of the phase's training responses over A ∪ N. With q
-    uniform over a side, ⟨q, π(·|·)⟩ hardly varies, so within a phase most of the predicted
-    variation comes from F_rebound.
-
-(c) **Narrowness.** The same runs, with the alignment data restricted to k distinct aligned
-    templates (``WorldConfig.narrowness``; k = 0 means all). Rebound speed = opposing examples
-    needed to lose half of the alignment gain (S₁ − S₀), set against the measured C_A after
-    alignment. SPEC §5's prediction (b): narrower aligned posteriors rebound harder. The
-    align phase stops at a fixed gain (``align_gain``) so that every k loses the same gain.
+What each test means and the measured results: ``docs/dynamics.md``.
 """
 
 from __future__ import annotations
@@ -40,13 +22,13 @@ import functools
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ..analysis import Claim, claim_by_group, fisher_mean, slope
-from ..analysis.correlation import pearson, slope_through_origin
+from ..analysis import Claim, claim_by_group, fisher_mean
 from ..analysis.verdicts import per_group, with_parts, with_target
-from ..analysis.curves import half_gain_examples, half_gain_table
+from ..analysis.curves import half_gain_table
+from ..analysis.forces import (narrowness_slopes, per_replicate, pull_shares, signed_r2, softmax_half_gain,
+                               softmax_identity, window_correlations)
 from ..config import ModelConfig, TrainConfig, WorldConfig
 from ..errors import ConfigError
 from ..measure.forces import softmax_trace
@@ -195,22 +177,13 @@ DELTA_SHARE = 0.1  # pull share: 60% of checkpoints instead of a coin's 50%
 DELTA_N_HALF = 2.0  # opposing examples per doubling of the number of aligned templates
 
 
-def _signed_r2(r: float) -> float:
-    return r * abs(r) if math.isfinite(r) else float("nan")
-
-
 def claims(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
     """Four claims; one replicate per (world, seed), each world also reported as a group."""
     claims: list[Claim] = []
 
     # (a) the identity in the pure softmax model: r > 0 against no relation, then r above 0.99.
     sm = df[df.kind == "softmax"] if "kind" in df else df.iloc[0:0]
-    r_sm: dict[tuple[str, int], float] = {}
-    err_sm: dict[tuple[str, int], float] = {}
-    for (world, seed), g in sm.groupby(["world", "seed"]):
-        r_sm[(str(world), int(seed))] = pearson(g.predicted_delta_S, g.delta_S)
-        rel = (g.delta_S - g.predicted_delta_S).abs() / g.delta_S.abs().clip(lower=1e-12)
-        err_sm[(str(world), int(seed))] = float(rel.median()) if len(rel) else float("nan")
+    r_sm, err_sm = softmax_identity(sm)
     c_id = claim_by_group(
         "dynamics.softmax_identity",
         f"In a pure softmax model over the worlds' completion sets (one logit per completion), the exact "
@@ -225,26 +198,14 @@ def claims(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
 
     # (b) predicted direction / time course vs measured ΔS in tiny networks, per run over both phases.
     net = df[df.kind == "network"].copy() if "kind" in df else df.iloc[0:0]
-    win = net[np.isfinite(net.delta_S.astype(float))] if len(net) else net
-    cells = []
-    for (world, seed, k), g in win.groupby(["world", "seed", "narrowness"]):
-        rt, rd = pearson(g.f_total, g.delta_S), pearson(g.f_drive, g.delta_S)
-        cell = {"world": world, "seed": int(seed), "narrowness": int(k), "n_windows": int(len(g)), "r_total": rt,
-                "r_drive_only": rd, "sign_agreement": float((np.sign(g.f_total) == np.sign(g.delta_S)).mean())}
-        for phase, h in g.groupby("stage"):
-            cell[f"r_total_{phase}"] = pearson(h.f_total, h.delta_S)
-            cell[f"r_rebound_{phase}"] = pearson(h.f_rebound, h.delta_S)
-            cell[f"eta_eff_{phase}"] = slope_through_origin(h.f_total, h.delta_S)
-        cells.append(cell)
-    ct = pd.DataFrame(cells)
+    ct = window_correlations(net)
+    cells = ct.to_dict("records")
 
-    def rep(column: str, fn=fisher_mean) -> dict[tuple[str, int], float]:
-        if column not in ct.columns:
-            return {}
-        return {(str(w), int(s)): fn(g[column].tolist()) for (w, s), g in ct.groupby(["world", "seed"])}
+    def rep(column: str) -> dict[tuple[str, int], float]:
+        return per_replicate(ct, column)
 
     r_total, r_drive = rep("r_total"), rep("r_drive_only")
-    gain = {key: _signed_r2(r_total[key]) - _signed_r2(r_drive.get(key, float("nan"))) for key in r_total}
+    gain = {key: signed_r2(r_total[key]) - signed_r2(r_drive.get(key, float("nan"))) for key in r_total}
     c_gain = claim_by_group("dynamics.forces_predict_delta_s[gain]", "", "", per_group(gain),
                             "share of variance of ΔS", delta=DELTA_GAIN)
     within = {p: rep(f"r_total_{p}") for p in ("align", "opposing")}
@@ -269,16 +230,9 @@ def claims(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
     claims.append(c_fp)
 
     # Rebound pulls toward S = 0 during opposing fine-tuning: direction and consequence.
-    opp = net[net.stage == "opposing"] if len(net) else net
-    pull: dict[tuple[str, int], float] = {}
-    n_points = []
-    for (world, s), g in (opp.groupby(["world", "seed"]) if len(opp) else []):
-        g = g[g.score_S.abs() > 1e-9]
-        pull[(str(world), int(s))] = float((np.sign(g.f_rebound) == -np.sign(g.score_S)).mean()) if len(g) else float("nan")
-        n_points.append(len(g))
+    pull, n_points = pull_shares(net)
     c_pull = claim_by_group("dynamics.rebound_pulls_to_zero[pull_share]", "", "", per_group(pull),
-                            "share of opposing checkpoints", null=0.5, delta=DELTA_SHARE,
-                            resolution=1.0 / max(min(n_points, default=1), 1))
+                            "share of opposing checkpoints", null=0.5, delta=DELTA_SHARE, resolution=1.0 / max(n_points, 1))
     c_r = claim_by_group(
         "dynamics.rebound_pulls_to_zero",
         "During opposing fine-tuning the measured ΔS per window moves with F_rebound (effect: Pearson r between "
@@ -294,17 +248,8 @@ def claims(df: pd.DataFrame, cfg: DynamicsConfig) -> list[Claim]:
 
     # (c) narrowness: examples to lose half the gain against log2(number of aligned templates).
     tab = half_gain_table(net) if len(net) else pd.DataFrame()
-    slopes: dict[tuple[str, int], float] = {}
-    speed_vs_ca: dict[tuple[str, int], float] = {}
-    for (world, s), g in (tab.groupby(["world", "seed"]) if len(tab) else []):
-        slopes[(str(world), int(s))] = slope(np.log2(g.n_templates.to_numpy(float)), g.n_half.to_numpy(float))
-        speed_vs_ca[(str(world), int(s))] = pearson(g.collision_A_aligned, g.rebound_speed_per100)
-    sm_half = []
-    for (world, seed, k), g in sm.groupby(["world", "seed", "narrowness"]):
-        al, op = g[g.stage == "align"], g[g.stage == "opposing"]
-        sm_half.append({"world": world, "seed": int(seed), "narrowness": int(k), "C_A_aligned": float(op.collision_A.iloc[0]),
-                        "n_half_steps": half_gain_examples(op.step.to_numpy(float), op.score_S.to_numpy(float),
-                                                           float(al.score_S.iloc[0]))})
+    slopes, speed_vs_ca = narrowness_slopes(tab)
+    sm_half = softmax_half_gain(sm)
     claims.append(claim_by_group(
         "dynamics.narrow_rebounds_faster",
         "Alignment data with fewer distinct aligned templates (narrower, larger measured C_A) is undone by fewer "

@@ -1,42 +1,14 @@
 """Resistance: forward vs inverse alignment (SPEC §3.1, P1 §5.1 Table 1), with an entropy control.
 
-Protocol per (world, size, seed):
-
-1. Base: a cached pre-trained world model (shared with ``rebound``: same world, pre-training
-   budget and seed give the same base) or any causal LM from ``model.path``.
-2. One epoch of SFT on ``n_align_examples`` aligned examples; weights are snapshot at the
-   ``checkpoint_fractions`` of the epoch (default 0.25 / 0.5 / 0.75, as the authors' code
-   suggests [SPEC §3.1]) — θ1, θ2, θ3.
-3. Every checkpoint answers the same held-out prompts (``answers.n_answers`` each; temperature
-   0.05, top-p 0.95 as the authors [SPEC §3.1]), with the same sampling seed.
-4. For every pair i < j: **inverse** = fine-tune a copy of θj on θi's answers; **forward** =
-   fine-tune a copy of θi on θj's answers. Both directions get the same prompts in the same
-   order, the same number of examples and updates, the same seed and hyper-parameters, and a
-   fresh optimizer (the paper's stages start fresh [SPEC §3.2]). With ``model.lora_r > 0`` every
-   stage trains a fresh LoRA adapter that is merged back (:func:`springback.pipeline.finetune`).
-
-Metrics per direction (one records row each):
-
-* ``mean_loss`` — mean training loss over the run (the authors' code); ``final_loss`` — the
-  last update's loss (the paper's text); the full curve is kept (``curve_loss``).
-* ``generator_loss`` — the loss of the checkpoint that *wrote* the targets on its own answers,
-  and ``excess_mean_loss`` / ``excess_final_loss`` = training loss − generator_loss. Forward and
-  inverse train on different targets, so raw loss partly measures how hard each target is
-  [SPEC §3.1, ours]; the excess removes what the writer itself could not predict.
-  **Reduction**: every loss here is the one :func:`springback.teacher.per_example_loss` uses —
-  the mean NLL over an example's response tokens (+ EOS), then the mean over examples — so
-  the training loss and the generator's loss are the same kind of number (nats per token,
-  per-example weighted) and their difference is like for like.
-* ``target_entropy`` (synthetic worlds) — the exact entropy of the distribution the targets
-  were drawn from, in the same reduction: E_{y~q}[−log q(y|x) / n_tokens(y)], where q is the
-  writer's *sampling* distribution (temperature and top-p applied per token, as sampled)
-  restricted to the world's finite answer sets A ∪ N (``target_coverage`` = q's mass there).
-  This is the loss a learner equal to q would have, the floor of the training loss.
-* ``kl_before`` / ``kl_after`` — KL(learner ‖ target checkpoint) in nats per answer on the
-  held-out prompts before and after fine-tuning (:func:`springback.measure.sequence_kl`,
-  samples from the learner at temperature 1); ``kl_change = kl_before − kl_after``, how far
-  the fine-tune moved the learner toward its target (P1's appendix variant [SPEC §3.1]; the
-  paper reports only that the change is larger forward than inverse — this reading is ours).
+Per (source, size, seed): one epoch of SFT with checkpoints θ1, θ2, θ3 (default 0.25 / 0.5 / 0.75
+of it, as the authors' code [SPEC §3.1]); every checkpoint answers the same held-out prompts
+(temperature 0.05, top-p 0.95); for every pair i < j, **inverse** = a copy of θj fine-tuned on θi's
+answers, **forward** = θi on θj's, with the same prompts, examples, updates, seed and
+hyper-parameters. Raw training loss (mean and final), the **excess** loss over the writer's own
+loss on its answers (the control: forward and inverse train on targets of different entropy),
+the exact target entropy on the worlds, and the KL change are compared. Details of every
+metric and its reduction: ``docs/resistance.md``. The cell is a custom protocol
+(:func:`pair_cell`): stages cannot express "fine-tune θi on θj's answers".
 """
 
 from __future__ import annotations
@@ -49,7 +21,7 @@ import pandas as pd
 import torch
 
 from ..analysis import Claim, t_interval
-from ..analysis.paired import FORWARD, INVERSE, cell_table, paired, paired_claim, sub_claim
+from ..analysis.paired import FORWARD, INVERSE, paired, paired_claim, sub_claim
 from ..analysis.stats import REPRODUCED
 from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..data import DataConfig
@@ -321,30 +293,10 @@ def claims(df: pd.DataFrame, cfg: ResistanceConfig) -> list[Claim]:
 
 # ----------------------------------------------------------------------------- figures
 
-HEATMAPS = {
-    "mean_loss": "mean training loss",
-    "excess_mean_loss": "excess loss (− writer's own loss)",
-    "kl_change": "KL change toward target (nats)",
-}
-
-
 def figures(df: pd.DataFrame, cfg: ResistanceConfig) -> list:
-    from ..report.heatmaps import forward_inverse_heatmap, loss_curves_figure
+    from ..report.heatmaps import resistance_figures
 
-    out = []
-    for metric, label in HEATMAPS.items():
-        p = paired(df, metric)
-        if not len(p):
-            continue
-        tab = pd.DataFrame(cell_table(p))
-        present = set(tab["model"])
-        models = [s for s in (cfg.sizes if not cfg.model.path else []) if s in present]
-        models += [s for s in sorted(present) if s not in models]
-        out.append((f"resistance_heatmap_{metric}", forward_inverse_heatmap(tab, models, label)))
-    ft = df[df.stage == "finetune"] if "stage" in df.columns else df.iloc[0:0]
-    if len(ft) and "curve_loss" in ft.columns:
-        out.append(("resistance_loss_curves", loss_curves_figure(ft, ft["model"].iloc[-1])))
-    return out
+    return resistance_figures(df, [] if cfg.model.path else list(cfg.sizes))
 
 
 EXPERIMENT = Experiment(

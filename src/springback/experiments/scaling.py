@@ -27,11 +27,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis import Claim, claim_by_group, t_interval
-from ..analysis.shape import flattening
+from ..analysis import Claim, claim_by_group
+from ..analysis.axes import (MEASURES, axis_references, budget_flattening, cell_table, learning_left, other_trends,
+                             replicate_trends)
+from ..analysis.trends import ratio_of_means, summary_by
 from ..analysis.verdicts import per_group, with_parts
-from ..analysis.curves import curve_table
-from ..analysis.trends import ratio_of_means, summary_by, trend_slopes
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig
 from ..data import DataConfig
 from ..errors import ConfigError
@@ -39,23 +39,12 @@ from ..models import PRESETS as SIZE_PRESETS
 from ..models import preset_parameters
 from ..pipeline import DEFAULT_PRETRAIN, Cell, MeasureSpec, build_source, pretrain_spec, source_name, uses_data
 from ..pipeline.bases import corpus_size, examples_at_token_budgets, pretraining_token_counts
+from .axes import CheckpointSpec, Point, checkpoint_points, p1_fraction_budgets, preset_points
 from .base import Experiment, checkpoint_measure, sources
 from .rebound import curve_cells
 
 # The world's default pre-training corpus (WorldConfig: 20000 task + 8000 general examples).
 _DEFAULT_CORPUS = WorldConfig().n_task_examples + WorldConfig().n_general_examples
-
-
-@dataclasses.dataclass
-class CheckpointSpec:
-    """One real checkpoint on the size or data axis (replaces the presets when listed)."""
-
-    path: str  # local directory or hub id
-    revision: str = ""  # hub revision / branch, e.g. Pythia "step1000", OLMo "stepX-tokensYB"
-    size: str = ""  # size label, e.g. "0.5B" (default: the path); checkpoints sharing it form the data axis
-    budget: str = ""  # budget label, e.g. "2.0T" (default: the revision, else "final"); sharing it forms the size axis
-    n_params: float = 0  # parameters; 0 = counted from the loaded model
-    train_tokens: float = 0  # pre-training tokens of this checkpoint; 0 = unknown (no data-axis trend)
 
 
 @dataclasses.dataclass
@@ -89,23 +78,6 @@ class ScalingConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
-# The data axis (docs/scaling.md, "Pre-training budgets"): checkpoints at the same fractions of the
-# final budget as P1's TinyLlama checkpoints — 0.1T, 0.5T, 1T, 2T, 3T of 3T [SPEC §3.3] = 1/30, 1/6,
-# 1/3, 2/3, 1 — rounded to multiples of the pre-training batch (32) so the last one is the shared base.
-# Over this range the checkpoints still change: the preference S is set within ~1000 examples, but
-# the mass on the world's own responses (coverage) keeps growing to the end (result.json,
-# base_by_budget). Before issue 14 the axis was 128 / 1280 / all: one barely-trained model and two
-# whose S had converged.
-P1_TINYLLAMA_TOKENS_T = (0.1, 0.5, 1.0, 2.0, 3.0)  # SPEC §3.3 (appendix adds 0.1T, 0.5T, 1.0T to 2T–3T)
-
-
-def p1_fraction_budgets(corpus: int, batch: int = 32) -> list[int]:
-    """Budgets at P1's checkpoint fractions of ``corpus`` examples, rounded to whole batches (last = corpus)."""
-    out = [max(batch, int(round(corpus * t / P1_TINYLLAMA_TOKENS_T[-1] / batch)) * batch) for t in P1_TINYLLAMA_TOKENS_T]
-    out[-1] = corpus
-    return sorted(set(out))
-
-
 # quick: a 40% corpus (8000 task + 3200 general examples), the data axis on micro and no
 # sampling (every claim uses the exact S and the exact KL over A ∪ N) keep the run near 3.5
 # minutes of one CPU core; its bases are therefore not rebound's quick bases. The defaults
@@ -123,22 +95,6 @@ PRESETS = {
 
 
 # ----------------------------------------------------------------------------- the grid
-
-
-@dataclasses.dataclass
-class Point:
-    """One (size, budget) point: where its base comes from and how it is labelled in the rows."""
-
-    size: str
-    budget: str
-    budget_n: float  # in budget_unit (NaN if unknown)
-    budget_unit: str
-    preset: str = ""  # tiny preset, or "" for a real checkpoint
-    spec: CheckpointSpec | None = None
-
-
-def _label(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def validate(cfg: ScalingConfig) -> None:
@@ -172,26 +128,6 @@ def validate(cfg: ScalingConfig) -> None:
     if cfg.data_size and cfg.data_size not in cfg.sizes:
         raise ConfigError(f"data_size '{cfg.data_size}' is not one of sizes {cfg.sizes} "
                           "(--set data_size=SIZE, or data_size= for the largest)")
-
-
-def preset_points(cfg: ScalingConfig, vocab_size: int) -> list[Point]:
-    """The (size, budget) points of a preset run, sizes ordered by parameter count."""
-    sizes = sorted(dict.fromkeys(cfg.sizes), key=lambda s: preset_parameters(s, vocab_size))
-    budgets = sorted(set(float(b) for b in cfg.budgets))
-    data_size = cfg.data_size or sizes[-1]
-    pairs = [(s, b) for s in sizes for b in budgets] if cfg.grid == "full" else (
-        [(s, budgets[-1]) for s in sizes] + [(data_size, b) for b in budgets[:-1]])
-    return [Point(s, _label(b), b, cfg.budget_unit, preset=s) for s, b in dict.fromkeys(pairs)]
-
-
-def checkpoint_points(cfg: ScalingConfig) -> list[Point]:
-    """One point per listed real checkpoint, labelled by its size and budget labels."""
-    pts = []
-    for c in cfg.checkpoints:
-        pts.append(Point(size=c.size or c.path, budget=c.budget or c.revision or "final",
-                         budget_n=float(c.train_tokens) if c.train_tokens > 0 else float("nan"),
-                         budget_unit="tokens", spec=c))
-    return pts
 
 
 # ----------------------------------------------------------------------------- cells
@@ -248,57 +184,13 @@ def _point_cells(cfg: ScalingConfig, spec: dict, name: str, seed: int, p: Point,
                        f"{name} {p.size}@{p.budget}")
 
 
-# ----------------------------------------------------------------------------- measures
-
-# Per-curve elasticity measures in the trend tables and figure: column -> (label, unit).
-MEASURES: dict[str, tuple[str, str]] = {
-    "initial_fall_per_100": ("initial fall rate (until the base level)", "log-odds / 100 opposing examples"),
-    "late_fall_per_100": ("late fall rate (after the base level)", "log-odds / 100 opposing examples"),
-    "n_base": ("opposing examples to cross the base level", "examples"),
-    "n_kl_below_eps": ("opposing examples to KL(model‖base) < ε", "examples"),
-    "area_above_base": ("area between aligned curve and base level", "log-odds × 100 examples"),
-}
-
-
-def cell_table(df: pd.DataFrame, kl_epsilon: float, kl_metric: str = "kl_ref_to_base") -> pd.DataFrame:
-    """One row per curve (world, seed, model, budget, n⁺) with its axes and elasticity measures."""
-    keys = ["world", "seed", "model", "budget"]
-    tab = curve_table(df, keys + ["n_aligned"], keys, "score_S", kl_metric=kl_metric, kl_epsilon=kl_epsilon)
-    base = df[df.stage == "base"].drop_duplicates(keys).set_index(keys)
-    axes = base.loc[[tuple(r) for r in tab[keys].itertuples(index=False)], ["n_params", "budget_n"]].reset_index(drop=True)
-    tab = pd.concat([tab.reset_index(drop=True), axes.astype(float)], axis=1)
-    tab["rebound_per100"] = tab.initial_fall_per_100 - tab.late_fall_per_100
-    return tab
-
-
-def _axis_subsets(cells: pd.DataFrame, cfg: ScalingConfig) -> tuple[str | None, str | None]:
-    """(reference budget for the size axis, reference size for the data axis)."""
-    if cells.empty:
-        return None, None
-    per_budget = cells.groupby("budget").agg(n=("model", "nunique"), bn=("budget_n", "max"))
-    ref_budget = per_budget.assign(bn=per_budget.bn.fillna(-1)).sort_values(["n", "bn"]).index[-1]
-    per_size = cells.groupby("model").agg(n=("budget", "nunique"), p=("n_params", "max"))
-    ref_size = cfg.data_size if cfg.data_size in per_size.index else per_size.sort_values(["n", "p"]).index[-1]
-    return ref_budget, ref_size
-
-
-SUMMARY = list(MEASURES) + ["rebound_per100"]
+SUMMARY = list(MEASURES) + ["rebound_per100"]  # measures summarised per axis value in the claims' details
 
 
 # Equivalence bands δ (docs/science.md, "Equivalence bands δ"; fixed before the runs).
 DELTA_TREND = 0.1  # log-odds / 100 examples per decade: a quarter of P1's size effect in the same unit
 DELTA_BARELY = 0.1  # ½·E(largest) − E(smallest), E = share of the initial fall rate lost at the base crossing
 DELTA_FLATTENING = 0.2  # E(largest) > 0, rebound.fast_then_slow's δ
-
-
-def replicate_trends(table: pd.DataFrame, measure: str, x: str, sign: float) -> dict[tuple[str, int], float]:
-    """{(world, seed): sign × slope of ``measure`` (averaged over n⁺ at each x) against log10 ``x``}."""
-    out = {}
-    groups = table.groupby("world") if "world" in table.columns else [("all", table)]
-    for world, g in groups:
-        for seed, v in trend_slopes(g, measure, x).items():
-            out[(str(world), int(seed))] = sign * v
-    return out
 
 
 def _trend_claim(cid: str, statement: str, paper: str, table: pd.DataFrame, measure: str, x: str, sign: float,
@@ -309,55 +201,22 @@ def _trend_claim(cid: str, statement: str, paper: str, table: pd.DataFrame, meas
                           delta=DELTA_TREND, **details)
 
 
-def flattening_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """Per curve (world, seed, model, budget, n⁺): the segmented-fit flattening E of S at its base crossing."""
-    keys = ["world", "seed", "model", "budget"]
-    base = df[df.stage == "base"].drop_duplicates(keys).set_index(keys)
-    rows = []
-    for key, g in df[df.stage == "opposing"].sort_values("n_opposing").groupby(keys + ["n_aligned"]):
-        level = float(base.loc[key[:4], "score_S"]) if key[:4] in base.index else float("nan")
-        f = flattening(g.n_opposing.to_numpy(float), g.score_S.to_numpy(float), level)
-        budget_n = pd.to_numeric(g.budget_n, errors="coerce").iloc[0]  # null (unknown) for real checkpoints
-        rows.append({**dict(zip(keys + ["n_aligned"], key)), "budget_n": float(budget_n), **f})
-    return pd.DataFrame(rows)
-
-
-def learning_left(df: pd.DataFrame, ref_size: str | None) -> list[dict]:
-    """Per budget of the data axis: the base checkpoint's S, π⁺ and coverage (mass on the world's
-    responses A ∪ N), mean over seeds — how much the checkpoints still differ (docs/scaling.md)."""
-    base = df[(df.stage == "base") & (df["model"] == ref_size)] if ref_size is not None else df.iloc[0:0]
-    out = []
-    for b, g in base.groupby("budget_n"):
-        out.append({"budget_n": float(b), "score_S": float(g.score_S.mean()), "pi_pos": float(g.pi_pos.mean()),
-                    "coverage": float(g.coverage.mean()) if "coverage" in g else float("nan"), "n_seeds": int(len(g))})
-    return out
-
-
 def claims(df: pd.DataFrame, cfg: ScalingConfig) -> list[Claim]:
     """Five claims; one replicate per (world, seed), each world also reported as a group."""
     cells = cell_table(df, cfg.kl_epsilon, cfg.kl_metric)
-    ref_budget, ref_size = _axis_subsets(cells, cfg)
+    ref_budget, ref_size = axis_references(cells, cfg.data_size)
     size_cells = cells[cells.budget == ref_budget] if ref_budget is not None else cells.iloc[:0]
     data_cells = cells[(cells["model"] == ref_size) & cells.budget_n.notna()] if ref_size is not None else cells.iloc[:0]
     per_cell = cells.to_dict("records")
-
-    # Other measures' trends, for the record (not claims): slope per decade, interval over seeds.
-    def other_trends(sub: pd.DataFrame, x: str) -> dict:
-        out = {}
-        for m in MEASURES:
-            s = trend_slopes(sub, m, x)
-            mean, lo, hi = t_interval(list(s.values()))
-            out[m] = {"slope_per_decade": mean, "ci": [lo, hi], "per_seed": list(s.values())}
-        return out
 
     size_paper = ("Qwen1.5-0.5B / 4B / 7B: score at 500 opposing examples ≈ 0.71–0.81 → 0.45–0.51 → 0.17–0.27; "
                   "larger models fall faster at first and slower after [P1 §5.3; SPEC §3.3]")
     data_paper = ("TinyLlama-1.1B at 2.0T / 2.5T / 3.0T tokens: score at 1000 opposing examples ≈ 0.77–0.83 → "
                   "0.41–0.63 → 0.11–0.18; more pre-training, faster first fall [P1 §5.3; SPEC §3.3]")
     size_details = {"reference_budget": ref_budget, "sizes": summary_by(size_cells, "model", SUMMARY, ("n_params", "budget_n")),
-                    "other_measures": other_trends(size_cells, "n_params"), "cells": per_cell}
+                    "other_measures": other_trends(size_cells, "n_params", MEASURES), "cells": per_cell}
     data_details = {"reference_size": ref_size, "budgets": summary_by(data_cells, "budget", SUMMARY, ("n_params", "budget_n")),
-                    "other_measures": other_trends(data_cells, "budget_n"),
+                    "other_measures": other_trends(data_cells, "budget_n", MEASURES),
                     "base_by_budget": learning_left(df, ref_size)}
     unit_p = "log-odds/100 ex per decade of parameters"
     unit_b = "log-odds/100 ex per decade of pre-training budget"
@@ -387,17 +246,9 @@ def claims(df: pd.DataFrame, cfg: ScalingConfig) -> list[Claim]:
     # the initial fall rate lost at the base crossing (rebound.fast_then_slow's effect, median over n⁺);
     # per (world, seed) the effect is f·E(largest) − E(smallest), f = barely_fraction [ours], and
     # E(largest) > 0 must hold too.
-    flat = flattening_cells(df[df["model"] == ref_size]) if ref_size is not None else pd.DataFrame()
-    flat = flat[flat.budget_n.notna()] if len(flat) else flat
+    flat, small, large, e_small, e_large = budget_flattening(df, ref_size)
+    eff = {k: cfg.barely_fraction * e_large[k] - e_small[k] for k in e_small}
     budgets_n = sorted(flat.budget_n.unique()) if len(flat) else []
-    small, large = (budgets_n[0], budgets_n[-1]) if len(budgets_n) >= 2 else (None, None)
-    e_small, e_large, eff = {}, {}, {}
-    for (world, seed), g in (flat.groupby(["world", "seed"]) if len(flat) else []):
-        key = (str(world), int(seed))
-        es = g[g.budget_n == small].flattening.median() if small is not None else float("nan")
-        el = g[g.budget_n == large].flattening.median() if large is not None else float("nan")
-        e_small[key], e_large[key] = float(es), float(el)
-        eff[key] = cfg.barely_fraction * float(el) - float(es)
     c_large = claim_by_group("scaling.small_budget_barely_elastic[largest]", "", "", per_group(e_large),
                              "share of initial fall rate", delta=DELTA_FLATTENING)
     c5 = claim_by_group(
@@ -420,40 +271,13 @@ def claims(df: pd.DataFrame, cfg: ScalingConfig) -> list[Claim]:
 
 # ----------------------------------------------------------------------------- figures
 
-CURVE_METRICS = {
-    "score_S": "alignment score S = log(π⁺/π⁻)",
-    "pi_pos": "exact π⁺ (aligned share of A ∪ N)",
-}
-
 
 def figures(df: pd.DataFrame, cfg: ScalingConfig) -> list:
-    from ..report.figures import panel_curves_figure, trend_figure
+    from ..report.figures import axis_figures
 
-    out: list = []
     cells = cell_table(df, cfg.kl_epsilon, cfg.kl_metric)
-    ref_budget, ref_size = _axis_subsets(cells, cfg)
-    for world in sorted(df.world.unique()):
-        sub = df[df.world == world]
-        axes = [("size", sub[sub.budget == ref_budget], "model", f"budget {ref_budget}"),
-                ("data", sub[sub["model"] == ref_size], "budget", f"size {ref_size}")]
-        for axis, part, panel, where in axes:
-            if part.empty or part[panel].nunique() < 1:
-                continue
-            order = (part.groupby(panel).n_params.max() if panel == "model" else part.groupby(panel).budget_n.max())
-            panels = list(order.sort_values().index)
-            for metric, label in CURVE_METRICS.items():
-                if metric not in part.columns or part[metric].isna().all():
-                    continue
-                out.append((f"scaling_{world}_{axis}_{metric}", panel_curves_figure(
-                    part, panel=panel, panels=panels, x="n_opposing", y=metric, hue="n_aligned",
-                    title=f"scaling · {world} · {where}", xlabel="opposing examples n⁻", ylabel=label, hue_label="n⁺",
-                    panel_label="size" if panel == "model" else "budget")))
-        wc = cells[cells.world == world]
-        rows = [("size", wc[wc.budget == ref_budget], "n_params"),
-                ("data", wc[(wc["model"] == ref_size) & wc.budget_n.notna()], "budget_n")]
-        out.append((f"scaling_{world}_summary", trend_figure(
-            rows, MEASURES, title=f"scaling · {world}: elasticity measures (mean, 95% CI over seeds)", hue="n_aligned")))
-    return out
+    ref_budget, ref_size = axis_references(cells, cfg.data_size)
+    return axis_figures(df, cells, ref_budget, ref_size, MEASURES)
 
 
 EXPERIMENT = Experiment(

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import Claim, claim_from_seed_values, slope
-from ..analysis.verdicts import band_verdict as _band_verdict
+from ..analysis.verdicts import band_verdict
 from ..analysis.verdicts import with_target
 from ..config import to_dict
 from ..theory import entropy_bits, huffman_lengths, kraft_sum, make_scenario, mean_length, sweep
@@ -114,11 +114,6 @@ DELTA_SIGNS = 0.1  # × closed form: a derivative under a tenth of its closed-fo
 DELTA_SLOPE = 0.1  # log-log slope: 2× over the three decades of k where the theorem predicts 1000×
 
 
-def band_verdict(lo: float, hi: float, band: tuple[float, float]) -> str:
-    """See :func:`springback.analysis.verdicts.band_verdict` (kept here for callers of this module)."""
-    return _band_verdict(lo, hi, band)
-
-
 def ratio_slope_per_seed(df: pd.DataFrame) -> dict[int, float]:
     """Per seed: the log-log slope of the derivative ratio against k, fitted at each l, averaged over l."""
     out = {}
@@ -199,7 +194,7 @@ def claims(df: pd.DataFrame, cfg: TheoryConfig) -> list[Claim]:
         "Hooke's law analogy: |D_i| · Δγ^{D_i/D} is the same for every dataset; size is the spring constant [P1 §4]",
         [hooke[s] for s in seeds], unit="log-log slope", delta=DELTA_SLOPE, expected=1.0,
         worst_product_ratio_per_seed=worst,
-        worst_product_ratio_verdict=_band_verdict(min(worst, default=float("nan")), max(worst, default=float("nan")),
+        worst_product_ratio_verdict=band_verdict(min(worst, default=float("nan")), max(worst, default=float("nan")),
                                                   tuple(cfg.hooke_band)),
         hooke_ratio_range=[float(sw.hooke_ratio.min()), float(sw.hooke_ratio.max())],
         changed="issue 14: the effect is now the exponent of k (was: the worst grid ratio of the two products, "

@@ -185,3 +185,34 @@ def elasticity_figure(df: pd.DataFrame, metric: str, measures: dict, kl_epsilon:
         ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def axis_figures(df: pd.DataFrame, cells: pd.DataFrame, ref_budget, ref_size, measures: dict) -> list:
+    """The scaling experiment's figures, per world: rebound curves in one panel per size (at the size
+    axis's budget) and per budget (at the data axis's size), in S and π⁺, and the elasticity measures
+    against each axis (:func:`trend_figure`). ``cells``: :func:`springback.analysis.axes.cell_table`.
+    Returns [(file stem, Figure)]."""
+    metrics = {"score_S": "alignment score S = log(π⁺/π⁻)", "pi_pos": "exact π⁺ (aligned share of A ∪ N)"}
+    out: list = []
+    for world in sorted(df.world.unique()):
+        sub = df[df.world == world]
+        axes = [("size", sub[sub.budget == ref_budget], "model", f"budget {ref_budget}"),
+                ("data", sub[sub["model"] == ref_size], "budget", f"size {ref_size}")]
+        for axis, part, panel, where in axes:
+            if part.empty or part[panel].nunique() < 1:
+                continue
+            order = part.groupby(panel).n_params.max() if panel == "model" else part.groupby(panel).budget_n.max()
+            panels = list(order.sort_values().index)
+            for metric, label in metrics.items():
+                if metric not in part.columns or part[metric].isna().all():
+                    continue
+                out.append((f"scaling_{world}_{axis}_{metric}", panel_curves_figure(
+                    part, panel=panel, panels=panels, x="n_opposing", y=metric, hue="n_aligned",
+                    title=f"scaling · {world} · {where}", xlabel="opposing examples n⁻", ylabel=label, hue_label="n⁺",
+                    panel_label="size" if panel == "model" else "budget")))
+        wc = cells[cells.world == world]
+        rows = [("size", wc[wc.budget == ref_budget], "n_params"),
+                ("data", wc[(wc["model"] == ref_size) & wc.budget_n.notna()], "budget_n")]
+        out.append((f"scaling_{world}_summary", trend_figure(
+            rows, measures, title=f"scaling · {world}: elasticity measures (mean, 95% CI over seeds)", hue="n_aligned")))
+    return out

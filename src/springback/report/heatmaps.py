@@ -53,3 +53,31 @@ def loss_curves_figure(ft: pd.DataFrame, model: str):
         ax.legend(fontsize=6, frameon=False)
     fig.tight_layout()
     return fig
+
+
+# The resistance experiment's heatmaps: records column -> its label.
+HEATMAPS = {
+    "mean_loss": "mean training loss",
+    "excess_mean_loss": "excess loss (− writer's own loss)",
+    "kl_change": "KL change toward target (nats)",
+}
+
+
+def resistance_figures(df: pd.DataFrame, sizes: list[str]) -> list:
+    """Forward − inverse heatmaps of :data:`HEATMAPS` (models ordered as ``sizes``, then the rest) and
+    the loss curves of the last model, as [(file stem, Figure)]."""
+    from ..analysis.paired import cell_table, paired
+
+    out = []
+    for metric, label in HEATMAPS.items():
+        p = paired(df, metric)
+        if not len(p):
+            continue
+        tab = pd.DataFrame(cell_table(p))
+        present = set(tab["model"])
+        models = [s for s in sizes if s in present] + [s for s in sorted(present) if s not in sizes]
+        out.append((f"resistance_heatmap_{metric}", forward_inverse_heatmap(tab, models, label)))
+    ft = df[df.stage == "finetune"] if "stage" in df.columns else df.iloc[0:0]
+    if len(ft) and "curve_loss" in ft.columns:
+        out.append(("resistance_loss_curves", loss_curves_figure(ft, ft["model"].iloc[-1])))
+    return out
