@@ -496,3 +496,22 @@ def test_paper_config_of_the_dpo_model_size_axis_resolves():
     stages = [s for c in built for s in c.stages]
     assert stages and {s.data.kind for s in stages if s.name == "align"} == {"pairs"}
     assert {s.data.kind for s in stages if s.name == "opposing"} == {"examples"}
+
+
+def test_grid_heatmap_cells_are_seed_means():
+    from springback.report.heatmaps import rebound_grid_heatmap
+
+    rows = [{"stage": "base", "seed": s, "n_aligned": 0, "n_opposing": 0, "pi_pos": 0.85} for s in (0, 1)]
+    for m, shift in (("sft", 0.0), ("dpo", 0.1)):
+        for s in (0, 1):
+            for p in (10, 20):
+                for n in (0, 5, 10):
+                    rows.append({"stage": "opposing", "algorithm": m, "seed": s, "n_aligned": p, "n_opposing": n,
+                                 "pi_pos": 0.9 - 0.01 * n + 0.001 * p + shift + 0.02 * s})
+    fig = rebound_grid_heatmap(pd.DataFrame(rows), "pi_pos", "algorithm", panels=["sft", "dpo"])
+    ax_sft, ax_dpo = fig.axes[:2]
+    assert (ax_sft.get_title(), ax_dpo.get_title()) == ("sft", "dpo")
+    # Row 0 is the largest n⁺ (20), column 1 is n⁻ = 5: mean over seeds 0.9 − 0.05 + 0.02 + 0.01 (+ 0.1 for dpo).
+    text = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax_dpo.texts}
+    assert text[(0, 1)] == f"{0.9 - 0.05 + 0.02 + 0.01 + 0.1:.2f}" and text[(1, 0)] == f"{0.9 + 0.01 + 0.01 + 0.1:.2f}"
+    assert "white = base model 0.85" in fig.axes[-1].get_ylabel()  # the scale is centred on the base level

@@ -79,8 +79,8 @@ def rebound_grid_heatmap(df: pd.DataFrame, value: str, panel: str, *, panels: li
         norm, cmap = TwoSlopeNorm(float(base), lo, hi), "RdBu"
     else:
         norm, cmap = None, "viridis"
-    fig, axes = plt.subplots(1, max(1, len(values)), figsize=(0.55 * len(neg) * len(values) + 1.6, 0.42 * len(pos) + 1.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(values)), figsize=(0.4 * len(neg) * len(values) + 1.2, 0.45 * len(pos) + 1.6),
+                             squeeze=False, layout="constrained")
     im = None
     for k, (ax, v) in enumerate(zip(axes[0], values)):
         grid = grids[v]
@@ -88,7 +88,9 @@ def rebound_grid_heatmap(df: pd.DataFrame, value: str, panel: str, *, panels: li
         for r in range(len(pos)):
             for c in range(len(neg)):
                 if np.isfinite(grid[r, c]):
-                    ax.text(c, r, f"{grid[r, c]:.2f}", ha="center", va="center", fontsize=6)
+                    shade = float(norm(grid[r, c])) if norm is not None else (grid[r, c] - lo) / ((hi - lo) or 1.0)
+                    ax.text(c, r, f"{grid[r, c]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if shade < 0.15 or shade > 0.85 else "black")  # legible on dark cells
         ax.set_xticks(range(len(neg)), [f"{n:g}" for n in neg], fontsize=7, rotation=90)
         ax.set_yticks(range(len(pos)), [str(int(p)) for p in pos] if k == 0 else [""] * len(pos), fontsize=7)
         ax.set_xlabel("n⁻", fontsize=8)
@@ -97,7 +99,8 @@ def rebound_grid_heatmap(df: pd.DataFrame, value: str, panel: str, *, panels: li
         ax.set_title(str(v), fontsize=9)
     if im is not None:
         extra = f" (white = base model {base:.2f})" if norm is not None else ""
-        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=(label or value) + extra)
+        bar = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, fraction=0.02, pad=0.01)
+        bar.set_label((label or value) + extra, fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=10, y=1.02)
+        fig.suptitle(title, fontsize=10)
     return fig
