@@ -52,8 +52,9 @@ def test_list_and_dry_run(capsys, tmp_path):
     assert main(["list"]) == 0
     out = capsys.readouterr().out.splitlines()
     kinds = {line.split()[0] for line in out}
-    assert kinds == {"experiment", "world", "scorer", "preset"}
+    assert kinds == {"experiment", "algorithm", "world", "scorer", "preset"}
     assert any(line.split()[1] == "rebound" for line in out if line.startswith("experiment"))
+    assert [line.split()[1] for line in out if line.startswith("algorithm")] == ["sft", "dpo", "ipo", "kto", "simpo", "rloo"]
     assert main(["run", "rebound", "--dry-run", "--set", "seeds=[4]", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "seeds:\n- 4" in text

@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"config", "io", "runtime"},
     {"worlds", "theory", "tokens", "models"},
     {"data", "teacher", "losses"},
+    {"objectives"},  # the training objectives: losses on teacher-forced log-probs of encoded items
     {"train", "measure", "analysis"},
     {"report"},  # figures may use analysis (intervals for error bars)
     {"pipeline"},

@@ -31,6 +31,7 @@ from springback.losses import (
     rloo_loss,
     sequence_logps,
     simpo_loss,
+    validate,
 )
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # CPOTrainer (SimPO) lives in trl.experimental
@@ -525,9 +526,9 @@ def test_shape_mismatch_is_refused():
 
 
 def test_algorithm_config_validates():
-    AlgorithmConfig().validate()
+    validate(AlgorithmConfig())
     for name in ALGORITHMS:
-        AlgorithmConfig(name=name).validate()
+        validate(AlgorithmConfig(name=name))
     assert set(ALGORITHMS) == {"sft", "dpo", "ipo", "kto", "simpo", "rloo"}
     bad = [
         dict(name="ppo"), dict(beta=0.0), dict(beta=float("nan")), dict(simpo_beta=-1.0),
@@ -536,10 +537,10 @@ def test_algorithm_config_validates():
     ]
     for kwargs in bad:
         with pytest.raises(ConfigError) as info:
-            AlgorithmConfig(**kwargs).validate()
+            validate(AlgorithmConfig(**kwargs))
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="choose from: sft, dpo"):
-        AlgorithmConfig(name="ppo").validate()
+        validate(AlgorithmConfig(name="ppo"))
 
 
 def test_algorithm_config_loads_through_the_config_system():

@@ -118,7 +118,7 @@ def test_divergence_marks_cell_failed(tmp_path, tiny_rebound_sets, monkeypatch, 
     and the cell recorded in failed_cells.jsonl. (Huge learning rates no longer produce NaN on
     today's stack — RMSNorm saturates and the model collapses to uniform — so the loss the one
     training loop sees is made non-finite at its 3rd update instead; here that is the base's pre-training.)"""
-    import springback.train as tr
+    import springback.objectives as tr  # the SFT objective computes the loop's loss
     from springback.cli import main
 
     real = tr.per_example_loss

@@ -70,7 +70,7 @@ def test_examples_at_token_budgets_picks_first_example_reaching_budget():
 
 def test_pretraining_order_is_the_order_train_visits(monkeypatch):
     """The token-budget conversion relies on knowing train()'s data order."""
-    import springback.train as tr
+    import springback.objectives as tr  # train's SFT objective collates each micro-batch
 
     world = get_world("sentiment")
     tok = world.tokenizer()

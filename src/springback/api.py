@@ -47,7 +47,8 @@ def validate_names(cfg: Any, where: str = "") -> None:
     """Check registry names anywhere in a config (worlds, size presets, scorers) before work starts."""
     import dataclasses
 
-    from .config import ModelConfig
+    from .config import AlgorithmConfig, ModelConfig
+    from .losses import validate
     from .models import PRESETS
     from .worlds import WORLDS
 
@@ -68,6 +69,11 @@ def validate_names(cfg: Any, where: str = "") -> None:
                     raise ConfigError(f"{key}: unknown size preset '{p}' (choose from: {', '.join(PRESETS)})")
         elif isinstance(value, ModelConfig) and not value.path and value.preset not in PRESETS:
             raise ConfigError(f"{key}.preset: unknown size preset '{value.preset}' (choose from: {', '.join(PRESETS)})")
+        elif isinstance(value, AlgorithmConfig):
+            try:
+                validate(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
         elif dataclasses.is_dataclass(value):
             validate_names(value, f"{key}.")
 

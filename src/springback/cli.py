@@ -38,16 +38,19 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
-@command("list", "experiments, worlds, scorers and size presets, one line each")
+@command("list", "experiments, training algorithms, worlds, scorers and size presets, one line each")
 @_args(_list_args)
 def cmd_list(args: argparse.Namespace) -> int:
     from .experiments import EXPERIMENTS
+    from .losses import ALGORITHMS
     from .measure import SCORERS
     from .models import PRESETS, preset_parameters
     from .worlds import WORLDS
 
     for name, exp in EXPERIMENTS.items():
         print(f"experiment  {name:<12} {exp.description}")
+    for name, desc in ALGORITHMS.items():
+        print(f"algorithm   {name:<12} {desc}")
     for name, make in WORLDS.items():
         print(f"world       {name:<12} {make().description}")
     for name, desc in SCORERS.items():
@@ -307,7 +310,8 @@ def cmd_align(args: argparse.Namespace) -> int:
 
     summary = align(model=args.model, data=args.data, out=args.out, config=args.config, sets=args.sets,
                     progress=not args.quiet)
-    print(f"aligned on {summary['n_examples']} examples (final loss {summary['loss']['final']:.4f}; "
+    print(f"aligned by {summary['algorithm']} on {summary['n_examples']} {summary['item_kind']} (final loss "
+          f"{summary['loss']['final']:.4f}; "
           f"{summary['encoding']})")
     print(args.out)
     return 0

@@ -59,6 +59,54 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
+class AlgorithmConfig:
+    """Which objective a training stage optimises, and its hyper-parameters.
+
+    Only the fields of the chosen ``name`` are read; the others keep their defaults. The names and
+    the value checks live with the losses (:data:`springback.losses.ALGORITHMS`,
+    :func:`springback.losses.validate`); this is only the schema, so every config can hold one.
+    In a config, a bare string is the name: ``align.algorithm: dpo`` = ``{name: dpo}``.
+    """
+
+    name: str = "sft"  # sft | dpo | ipo | kto | simpo | rloo (springback.losses.ALGORITHMS)
+    # DPO / IPO (τ) / KTO strength of the pull towards the reference. TRL's default: DPOConfig.beta and
+    # KTOConfig.beta = 0.1 (trl 1.16 trainer/dpo_config.py, trainer/kto_config.py). P1's authors' code
+    # shipped DPO with β = 0.02, 1 epoch, lr 2e-5 [SPEC §6]; their ablation settings are not public, so
+    # we keep TRL's default and let a config set 0.02 to match the authors' code.
+    beta: float = 0.1
+    # SimPO's β and γ/β. Defaults of the SimPO authors' code (princeton-nlp/SimPO scripts/simpo_config.py:
+    # beta = 2.0, gamma_beta_ratio = 0.25, i.e. a target margin γ = 0.5). TRL's CPOConfig defaults
+    # (beta = 0.1, simpo_gamma = 0.5) are tuned for CPO, not SimPO, so we do not use them.
+    simpo_beta: float = 2.0
+    gamma_beta_ratio: float = 0.25
+    # KTO weights λ_D, λ_U of desirable / undesirable examples. TRL KTOConfig defaults 1.0 / 1.0;
+    # the KTO paper (Ethayarajh et al. 2024) advises λ_D·n_D / (λ_U·n_U) in [1, 4/3] for imbalanced data.
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+    # RLOO. kl_coef: TRL RLOOConfig.beta = 0.05 (trl 1.16 trainer/rloo_config.py). Samples per prompt:
+    # TRL RLOOConfig.num_generations defaults to 2 (the least a leave-one-out baseline needs);
+    # Ahmadian et al. 2024 report k = 2 and k = 4 and find k = 4 better, so we take 4.
+    kl_coef: float = 0.05
+    n_samples_per_prompt: int = 4
+    # Ratio clipping ε (TRL RLOOConfig.epsilon = 0.2). Inert with one update per sampled batch (ratio = 1).
+    clip_eps: float = 0.2
+    normalize_advantages: bool = False  # TRL RLOOConfig.normalize_advantages = False
+    # Sampling temperature; the log-probs in the loss are taken at the same temperature, as TRL does
+    # (TRL RLOOConfig.temperature = 1.0).
+    temperature: float = 1.0
+    # Completion length cap. Ours: equals MeasureConfig.max_new_tokens; TRL's max_completion_length = 512
+    # is sized for chat models, far beyond the tiny worlds' responses.
+    max_new_tokens: int = 20
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the stage needs a frozen reference model (a copy of the stage's starting weights)."""
+        if self.name in ("dpo", "ipo", "kto"):
+            return True
+        return self.name == "rloo" and self.kl_coef > 0
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """Hyper-parameters of one training stage. Data amounts are examples, never steps."""
 
@@ -76,6 +124,17 @@ class TrainConfig:
     # An example longer than max_length: "left" cuts its prompt from the left (the response and EOS
     # stay), "drop" drops it and draws the next one of the stream (counted), "error" stops the run.
     truncation: str = "left"
+    # The stage's objective: SFT (the paper's, and the default) or a preference / RL method; a bare
+    # string names it (``--set align.algorithm=dpo``). What one "example" is depends on it (docs/algorithms.md).
+    algorithm: AlgorithmConfig = dataclasses.field(default_factory=AlgorithmConfig)
+
+    def __post_init__(self) -> None:
+        # Built from a plain dict (a cached base's key, a cell's stage) the algorithm arrives as a
+        # mapping or a bare name; keep the field typed either way.
+        if isinstance(self.algorithm, dict):
+            self.algorithm = AlgorithmConfig(**self.algorithm)
+        elif isinstance(self.algorithm, str):
+            self.algorithm = AlgorithmConfig(name=self.algorithm)
 
 
 @dataclasses.dataclass
@@ -133,6 +192,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and _has_name(tp):  # a bare string names it: algorithm: dpo
+            value = {"name": value}
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, where)
@@ -169,6 +230,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
+def _has_name(tp: type) -> bool:
+    """Whether dataclass ``tp`` has a ``name`` field (a bare string in a config is then its name)."""
+    return any(f.name == "name" for f in dataclasses.fields(tp))
+
+
 def from_dict(cls: type, data: dict, where: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
     if not isinstance(data, dict):
@@ -194,6 +260,10 @@ def deep_merge(base: dict, update: dict) -> dict:
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
+        elif isinstance(value, str) and isinstance(out.get(key), dict) and "name" in out[key]:
+            # A bare string onto a named section (``--set align.algorithm=dpo``) changes its name and
+            # keeps the values set before it (e.g. ``algorithm.beta`` from a YAML file).
+            out[key] = {**out[key], "name": value}
         else:
             out[key] = copy.deepcopy(value)
     return out

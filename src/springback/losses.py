@@ -39,14 +39,17 @@ form the tests check.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from .config import AlgorithmConfig
 from .errors import ConfigError
+
+__all__ = ["ALGORITHMS", "AlgorithmConfig", "validate", "sequence_logps", "dpo_loss", "ipo_loss", "simpo_loss",
+           "kto_loss", "rloo_advantages", "rloo_loss"]
 
 Tensor = torch.Tensor
 
@@ -61,72 +64,28 @@ ALGORITHMS: dict[str, str] = {
 }
 
 
-@dataclasses.dataclass
-class AlgorithmConfig:
-    """Which objective a training stage optimises, and its hyper-parameters.
-
-    Only the fields of the chosen ``name`` are read; the others keep their defaults.
-    """
-
-    name: str = "sft"  # a key of ALGORITHMS
-    # DPO / IPO (τ) / KTO strength of the pull towards the reference. TRL's default: DPOConfig.beta and
-    # KTOConfig.beta = 0.1 (trl 1.16 trainer/dpo_config.py, trainer/kto_config.py). P1's authors' code
-    # shipped DPO with β = 0.02, 1 epoch, lr 2e-5 [SPEC §6]; their ablation settings are not public, so
-    # we keep TRL's default and let a config set 0.02 to match the authors' code.
-    beta: float = 0.1
-    # SimPO's β and γ/β. Defaults of the SimPO authors' code (princeton-nlp/SimPO scripts/simpo_config.py:
-    # beta = 2.0, gamma_beta_ratio = 0.25, i.e. a target margin γ = 0.5). TRL's CPOConfig defaults
-    # (beta = 0.1, simpo_gamma = 0.5) are tuned for CPO, not SimPO, so we do not use them.
-    simpo_beta: float = 2.0
-    gamma_beta_ratio: float = 0.25
-    # KTO weights λ_D, λ_U of desirable / undesirable examples. TRL KTOConfig defaults 1.0 / 1.0;
-    # the KTO paper (Ethayarajh et al. 2024) advises λ_D·n_D / (λ_U·n_U) in [1, 4/3] for imbalanced data.
-    desirable_weight: float = 1.0
-    undesirable_weight: float = 1.0
-    # RLOO. kl_coef: TRL RLOOConfig.beta = 0.05 (trl 1.16 trainer/rloo_config.py). Samples per prompt:
-    # TRL RLOOConfig.num_generations defaults to 2 (the least a leave-one-out baseline needs);
-    # Ahmadian et al. 2024 report k = 2 and k = 4 and find k = 4 better, so we take 4.
-    kl_coef: float = 0.05
-    n_samples_per_prompt: int = 4
-    # Ratio clipping ε (TRL RLOOConfig.epsilon = 0.2). Inert with one update per sampled batch (ratio = 1).
-    clip_eps: float = 0.2
-    normalize_advantages: bool = False  # TRL RLOOConfig.normalize_advantages = False
-    # Sampling temperature; the log-probs in the loss are taken at the same temperature, as TRL does
-    # (TRL RLOOConfig.temperature = 1.0).
-    temperature: float = 1.0
-    # Completion length cap. Ours: equals MeasureConfig.max_new_tokens; TRL's max_completion_length = 512
-    # is sized for chat models, far beyond the tiny worlds' responses.
-    max_new_tokens: int = 20
-
-    def validate(self) -> None:
-        """Bad name or value -> one-line :class:`~springback.errors.ConfigError`."""
-        if self.name not in ALGORITHMS:
-            raise ConfigError(f"unknown algorithm '{self.name}' (choose from: {', '.join(ALGORITHMS)})")
-        # `not x > 0` also rejects NaN.
-        for field in ("beta", "simpo_beta", "desirable_weight", "undesirable_weight", "temperature"):
-            value = getattr(self, field)
-            if not (value > 0 and math.isfinite(value)):
-                raise ConfigError(f"algorithm.{field} must be a finite number > 0, got {value}")
-        for field in ("gamma_beta_ratio", "kl_coef"):
-            value = getattr(self, field)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"algorithm.{field} must be a finite number >= 0, got {value}")
-        if not 0 < self.clip_eps < 1:
-            raise ConfigError(f"algorithm.clip_eps must lie in (0, 1), got {self.clip_eps}")
-        if self.n_samples_per_prompt < 2:
-            raise ConfigError(
-                f"algorithm.n_samples_per_prompt must be >= 2 (the leave-one-out baseline needs a sibling), "
-                f"got {self.n_samples_per_prompt}"
-            )
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"algorithm.max_new_tokens must be >= 1, got {self.max_new_tokens}")
-
-    @property
-    def needs_reference(self) -> bool:
-        """Whether the stage needs a frozen reference model (a copy of the stage's starting weights)."""
-        if self.name in ("dpo", "ipo", "kto"):
-            return True
-        return self.name == "rloo" and self.kl_coef > 0
+def validate(cfg: AlgorithmConfig) -> None:
+    """Bad name or value of an :class:`AlgorithmConfig` -> one-line :class:`~springback.errors.ConfigError`."""
+    if cfg.name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm '{cfg.name}' (choose from: {', '.join(ALGORITHMS)})")
+    # `not x > 0` also rejects NaN.
+    for field in ("beta", "simpo_beta", "desirable_weight", "undesirable_weight", "temperature"):
+        value = getattr(cfg, field)
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"algorithm.{field} must be a finite number > 0, got {value}")
+    for field in ("gamma_beta_ratio", "kl_coef"):
+        value = getattr(cfg, field)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"algorithm.{field} must be a finite number >= 0, got {value}")
+    if not 0 < cfg.clip_eps < 1:
+        raise ConfigError(f"algorithm.clip_eps must lie in (0, 1), got {cfg.clip_eps}")
+    if cfg.n_samples_per_prompt < 2:
+        raise ConfigError(
+            f"algorithm.n_samples_per_prompt must be >= 2 (the leave-one-out baseline needs a sibling), "
+            f"got {cfg.n_samples_per_prompt}"
+        )
+    if cfg.max_new_tokens < 1:
+        raise ConfigError(f"algorithm.max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
 
 
 # ----------------------------------------------------------------------------- helpers

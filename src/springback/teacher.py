@@ -7,6 +7,8 @@ the model through these functions, so they agree to the last bit on the same ids
 * :func:`next_token_logprobs` — log-softmax of those logits: the full next-token
   distribution at every position (KL, code lengths, the coder). [B, T, V]
 * :func:`token_nll` — −log p of each labelled next token (0 where the label is IGNORE). [B, T−1]
+* :func:`token_logprobs` — log p of each labelled next token at a sampling temperature, with
+  its mask (the preference and RL objectives sum these per completion). [B, T−1]
 * :func:`per_example_loss` — mean NLL over each example's labelled tokens (the training loss). [B]
 * :func:`sequence_logprobs` — Σ log p over each example's labelled tokens, in nats. [B]
 
@@ -47,6 +49,22 @@ def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
         z.reshape(-1, z.size(-1)), targets.clamp_min(0).reshape(-1), reduction="none"
     ).view(targets.shape)
     return nll * mask, mask
+
+
+def token_logprobs(model: Any, batch: dict[str, torch.Tensor], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p of each labelled next token [B, T−1] (0 where IGNORE), mask [B, T−1]) under the
+    model's distribution at ``temperature`` (softmax of logits / temperature, as a sampler draws).
+
+    At temperature 1 this is exactly −:func:`token_nll`, so a preference objective's summed
+    log-prob of a completion equals minus its summed SFT loss bit for bit."""
+    if temperature == 1.0:
+        nll, mask = token_nll(model, batch)
+        return -nll, mask
+    z = logits(model, batch["input_ids"], batch["attention_mask"])[:, :-1] / temperature  # [B, T-1, V]
+    targets = batch["labels"][:, 1:]  # [B, T-1]
+    mask = targets != IGNORE
+    logp = torch.log_softmax(z, dim=-1).gather(-1, targets.clamp_min(0)[..., None]).squeeze(-1)
+    return logp * mask, mask
 
 
 def per_example_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -11,6 +11,10 @@
 * **Stages** (pre-train → align → opposing) each call :func:`train` on the previous
   weights with a fresh AdamW optimizer, constant learning rate by default [SPEC §3.2].
 * Seeded: the data order comes from ``seed`` alone, so runs repeat bit for bit on CPU.
+* **Objective** (:mod:`springback.objectives`): what is minimised is a plug point. SFT (above) is
+  the default; a stage whose ``cfg.algorithm`` names a preference or RL method trains on that
+  method's items (pairs, labelled examples, prompts) with the same loop, data order, batches,
+  measurement points and accumulation rules — one item is one "example".
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from tqdm.auto import tqdm
 from . import runtime
 from .config import TrainConfig
 from .errors import ConfigError, DivergenceError
-from .teacher import per_example_loss
-from .tokens import Encoded, Encoder, collate, pad_id
+from .objectives import ITEM_KINDS, Objective, build_objective, encode_items, is_encoded
+from .tokens import Encoder, pad_id
 
 
 @dataclasses.dataclass
@@ -93,10 +97,14 @@ def train(
     progress: bool = True,
     encoder: Encoder | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    objective: Objective | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``examples``: objects with ``prompt`` and ``response`` (encoded
     here with ``encoder``, default raw text with ``cfg.max_length`` and ``cfg.truncation``), or
-    :class:`~springback.tokens.Encoded` examples encoded by the caller.
+    :class:`~springback.tokens.Encoded` examples encoded by the caller — or, for a stage whose
+    ``cfg.algorithm`` is not SFT, that method's items (raw or encoded, see
+    :func:`springback.objectives.encode_items`). ``objective`` overrides both (RLOO needs one built
+    with a sampler and a reward; ``examples`` is then ignored).
 
     ``on_measure(n_examples, model)`` is called before training when 0 is in ``measure_at``
     and after exactly n examples for every other n in ``measure_at`` (n counts across epochs).
@@ -112,12 +120,14 @@ def train(
         raise ConfigError(f"stage '{stage}': lr must be > 0, got {cfg.lr}")
     acc = runtime.accelerator()
     world, rank = acc.num_processes, acc.process_index
-    if len(examples) and isinstance(examples[0], Encoded):
-        encoded = list(examples)
-    else:
-        encoder = encoder or Encoder(tokenizer, "none", cfg.max_length, cfg.truncation)
-        encoded, _ = encoder.encode_all(examples, loss_on)
-    n = len(encoded)
+    if objective is None:
+        if len(examples) and is_encoded(examples[0]):
+            items = list(examples)
+        else:
+            encoder = encoder or Encoder(tokenizer, "none", cfg.max_length, cfg.truncation)
+            items, _ = encode_items(ITEM_KINDS.get(cfg.algorithm.name, "examples"), examples, encoder, loss_on)
+        objective = build_objective(cfg.algorithm, items, pad_id(tokenizer), max_length=cfg.max_length, seed=seed)
+    n = len(objective)
     total = n * cfg.epochs
     points = sorted(set(int(m) for m in measure_at))
     bad = [m for m in points if m < 0 or m > total]
@@ -140,8 +150,8 @@ def train(
     )
     lr_factor = _schedule(cfg, total)
     wrapped, optimizer = acc.prepare(model, optimizer)
-    pad = pad_id(tokenizer)
     device = acc.device
+    objective.start(acc.unwrap_model(wrapped), device)  # e.g. reference log-probs of the starting weights
 
     def measure(seen: int) -> bool:
         """Run the callback; True when it asks to stop training."""
@@ -166,13 +176,12 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(seen)
         step_loss = torch.zeros((), device=device)
+        objective.begin_update(acc.unwrap_model(wrapped), batch_idx, seen, device)  # the whole (global) batch
         for chunk in chunks:
             # Every process runs the same number of backward passes (DDP all-reduces in each);
             # an empty chunk runs a zero-weight example.
             weight = 1.0 if chunk else 0.0
-            items = [encoded[i] for i in chunk] if chunk else [encoded[batch_idx[0]]]
-            tensors = {k: v.to(device) for k, v in collate(items, pad).items()}
-            losses = per_example_loss(wrapped, tensors)  # [b_chunk]
+            losses = objective.losses(wrapped, chunk if chunk else [batch_idx[0]], device)  # [b_chunk]
             # Sum of per-example losses / global batch, times world size because DDP averages.
             loss = losses.sum() * (weight * world / b)
             acc.backward(loss)

@@ -34,10 +34,10 @@ from .loading import (
     split_lines,
     split_transcript,
 )
-from .preferences import PreferencePair, load_preferences, mirror, pairs_from_pools
+from .preferences import LabelledExample, PreferencePair, interleave, load_preferences, mirror, pairs_from_pools
 from .world import AUTO_SCORERS, DataConfig, DataWorld, data_key
 
 __all__ = ["load_examples", "read_table", "read_texts", "split_lines", "split_transcript", "apply_template",
            "detect_format", "is_local", "FORMATS", "Format", "TEMPLATES", "TEXT_COLUMNS",
-           "PreferencePair", "load_preferences", "pairs_from_pools", "mirror",
+           "PreferencePair", "LabelledExample", "load_preferences", "pairs_from_pools", "mirror", "interleave",
            "DataConfig", "DataWorld", "data_key", "AUTO_SCORERS"]

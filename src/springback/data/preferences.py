@@ -50,6 +50,27 @@ class PreferencePair:
     rejected: str
 
 
+@dataclasses.dataclass(frozen=True)
+class LabelledExample:
+    """One unpaired example for KTO: ``response`` to ``prompt`` is desirable or not."""
+
+    prompt: str
+    response: str
+    desirable: bool
+
+
+def interleave(desirable: Sequence[Example], undesirable: Sequence[Example], n: int) -> list[LabelledExample]:
+    """``n`` labelled examples alternating desirable (even positions) and undesirable (odd ones),
+    in the order of each pool: balanced (the KTO paper's λ_D·n_D / λ_U·n_U = 1 with unit weights)
+    and prefix-consistent (the first m of n + 1 equal the first m of n). Needs ⌈n/2⌉ desirable
+    and ⌊n/2⌋ undesirable examples."""
+    out = []
+    for i in range(n):
+        e = desirable[i // 2] if i % 2 == 0 else undesirable[i // 2]
+        out.append(LabelledExample(e.prompt, e.response, i % 2 == 0))
+    return out
+
+
 def mirror(pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
     """The same pairs with chosen and rejected swapped (for a stage that trains toward the opposing side)."""
     return [PreferencePair(p.prompt, p.rejected, p.chosen) for p in pairs]

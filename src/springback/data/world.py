@@ -124,6 +124,46 @@ class DataWorld:
     def aligned(self, n: int, seed: int) -> list[Example]:
         return self._stream(ALIGNED, n, seed)
 
+    def n_items(self, kind: str, side: str = ALIGNED) -> int:
+        """How many items of ``kind`` (examples, pairs, labelled, prompts) a stage toward ``side``
+        can draw: pairs of the pair pool; labelled examples alternate the two sides' pools."""
+        other = OPPOSING if side == ALIGNED else ALIGNED
+        if kind == "pairs":
+            return len(self._pair_pool())
+        if kind == "labelled":
+            return min(2 * self.pool_size(side), 2 * self.pool_size(other) + 1)
+        return self.pool_size(side)
+
+    def _pair_pool(self) -> list:
+        """Every preference pair of the training data, preferring the aligned side: the file's own
+        pairs for a paired format (HH-RLHF, PKU-SafeRLHF, prompt/chosen/rejected), else the
+        aligned and opposing pools paired by :func:`~springback.data.preferences.pairs_from_pools`
+        (a fixed pairing, seed 0: the pairs are data, the stream seed only orders them)."""
+        if "pairs" not in self._cache:
+            from .preferences import PAIRED_FORMATS, load_preferences, pairs_from_pools
+
+            c = self.cfg
+            if self.format in PAIRED_FORMATS and not c.opposing:
+                pairs = load_preferences(self.source, self.format, template=c.template or None,
+                                         columns=c.columns or None, split=c.split)
+            else:
+                pairs = pairs_from_pools(self.aligned(self.pool_size(ALIGNED), 0), self.opposing(self.pool_size(OPPOSING), 0))
+            self._cache["pairs"] = pairs
+        return self._cache["pairs"]
+
+    def pairs(self, n: int, seed: int, chosen: str = ALIGNED) -> list:
+        """The first ``n`` preference pairs of a seeded order (prefix-consistent, as the example
+        streams); ``chosen="opposing"`` mirrors them (a stage that trains toward the opposing side)."""
+        from .preferences import mirror
+
+        pool = self._pair_pool()
+        if n > len(pool):
+            raise SpringbackError(f"asked for {n} preference pairs but {self.source} gives {len(pool)}")
+        order = list(range(len(pool)))
+        random.Random(f"data/pairs/{seed}").shuffle(order)
+        out = [pool[i] for i in order[:n]]
+        return mirror(out) if chosen == OPPOSING else out
+
     def opposing(self, n: int, seed: int) -> list[Example]:
         return self._stream(OPPOSING, n, seed)
 

@@ -6,6 +6,7 @@ Order matters: ``springback reproduce`` runs the ones marked ``in_reproduce`` in
 
 from __future__ import annotations
 
+from .algorithms import EXPERIMENT as ALGORITHMS
 from .base import Experiment
 from .compression import EXPERIMENT as COMPRESSION
 from .dynamics import EXPERIMENT as DYNAMICS
@@ -23,7 +24,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     PRIMING.name: PRIMING,  # likewise
     COMPRESSION.name: COMPRESSION,  # after rebound: reuses its cached sentiment bases
     SCALING.name: SCALING,  # after rebound: its micro sentiment bases are rebound's
-    RESISTANCE.name: RESISTANCE,  # last: reuses rebound's micro bases (sentiment, safety) and scaling's sentiment ones
+    RESISTANCE.name: RESISTANCE,  # reuses rebound's micro bases (sentiment, safety) and scaling's sentiment ones
+    ALGORITHMS.name: ALGORITHMS,  # reuses rebound's micro sentiment bases
     ELASTICITY.name: ELASTICITY,  # a benchmark of a user's model: not part of `springback reproduce`
 }
 

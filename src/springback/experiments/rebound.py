@@ -5,6 +5,13 @@ align a copy of the base on n⁺ aligned examples, then fine-tune on opposing ex
 measuring after each n⁻ in the grid. Because the learning rate is constant and opposing data
 is a fixed stream, the model after n⁻ examples of one run equals a separate run on the first
 n⁻ examples, so one run per n⁺ gives the whole curve.
+
+Each stage trains by its ``algorithm`` (``align.algorithm``, ``opposing.algorithm``; SFT by
+default, as the paper; DPO, IPO, KTO, SimPO, RLOO as its appendix, P1 Fig. 7 — see
+docs/algorithms.md). ``direction: reversed`` runs the protocol the other way round (P1 Fig. 8):
+the first stage aligns on the opposing side, the second pushes back with aligned data. Its rows
+keep the true S; its claims (``rebound.reversed.*``) are the same statistics computed on the
+scores seen from the side the first stage aligned to (S → −S, π⁺ → 1 − π⁺).
 """
 
 from __future__ import annotations
@@ -26,12 +33,12 @@ from ..pipeline import (
     DEFAULT_PRETRAIN,
     BaseSpec,
     Cell,
-    DataSpec,
     MeasureSpec,
     Stage,
     labels,
     pretrain_spec,
     source_name,
+    stage_data,
     uses_data,
 )
 from .base import Experiment, checkpoint_measure, model_label, model_options, run_options, sources
@@ -57,6 +64,9 @@ class ReboundConfig:
     kl_metric: str = "kl_ref_to_base"
     # Real data instead of the worlds (data.aligned set; needs model.path): see springback.data.
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    # forward (the paper's Fig. 4: aligned data first, then opposing) | reversed (P1 Fig. 8: opposing
+    # data first, then aligned data pushes back).
+    direction: str = "forward"
 
 
 QUICK_N_NEG = [0, 50, 100, 200, 300, 400, 600, 800, 1200, 1600]
@@ -81,21 +91,33 @@ def check(cfg: ReboundConfig) -> None:
         raise ConfigError("seeds and n_pos must not be empty")
     if cfg.kl_metric not in ("kl_ref_to_base", "kl_to_base"):
         raise ConfigError(f"kl_metric must be 'kl_ref_to_base' or 'kl_to_base', got '{cfg.kl_metric}'")
+    if cfg.direction not in DIRECTIONS:
+        raise ConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got '{cfg.direction}'")
+
+
+DIRECTIONS = ("forward", "reversed")
 
 
 def curve_cells(experiment: str, source: dict, base: BaseSpec, row: dict, n_pos: list[int], n_neg: list[int],
                 align: TrainConfig, opposing: TrainConfig, measure: MeasureSpec, seed: int, model: ModelConfig,
-                tag: str) -> list[Cell]:
-    """The rebound protocol on one base: a cell measuring the base, and per n⁺ a cell that aligns a
-    copy on n⁺ examples (training seed ``seed``) and then fine-tunes it on opposing examples
-    (seed ``seed + 1``), measured after every n⁻. ``row``: labels of every row (world, model, …)."""
+                tag: str, direction: str = "forward", with_base: bool = True) -> list[Cell]:
+    """The rebound protocol on one base: a cell measuring the base (``with_base``), and per n⁺ a
+    cell that aligns a copy on n⁺ examples (training seed ``seed``) and then fine-tunes it on
+    opposing examples (seed ``seed + 1``), measured after every n⁻. ``row``: labels of every row
+    (world, model, …). Each stage's data are the items its algorithm trains on (pairs for DPO, …).
+    ``direction="reversed"``: the first stage trains toward the opposing side, the second (still
+    named ``opposing``: it pushes back) toward the aligned side; its rows are labelled with it."""
     n_neg = tuple(sorted(set([0] + list(n_neg))))
+    first, second = ("aligned", "opposing") if direction == "forward" else ("opposing", "aligned")
+    if direction != "forward":
+        row = {**row, "direction": direction}
     common = dict(experiment=experiment, source=source, base=base, measure=measure,
                   model_options=model_options(model), options=run_options(model), seed=seed)
     out = [Cell(name=f"{tag} base s{seed}", labels=labels(**row, seed=seed, n_aligned=0), measure_base=True, **common)]
+    out = out if with_base else []
     for n in n_pos:
-        stages = (Stage("align", DataSpec("aligned", n, seed), align, seed),
-                  Stage("opposing", DataSpec("opposing", max(n_neg), seed), opposing, seed + 1, measure_at=n_neg))
+        stages = (Stage("align", stage_data(first, n, seed, align), align, seed),
+                  Stage("opposing", stage_data(second, max(n_neg), seed, opposing), opposing, seed + 1, measure_at=n_neg))
         out.append(Cell(name=f"{tag} n+={n} s{seed}", labels=labels(**row, seed=seed, n_aligned=n), stages=stages, **common))
     return out
 
@@ -108,7 +130,7 @@ def cells(cfg: ReboundConfig) -> list[Cell]:
         for seed in cfg.seeds:
             base = pretrain_spec(name, cfg.world, cfg.model, cfg.pretrain, seed)
             out += curve_cells("rebound", spec, base, {"world": name, "model": model_label(cfg.model)}, cfg.n_pos,
-                               cfg.n_neg, cfg.align, cfg.opposing, measure, seed, cfg.model, name)
+                               cfg.n_neg, cfg.align, cfg.opposing, measure, seed, cfg.model, name, cfg.direction)
     return out
 
 
@@ -320,13 +342,51 @@ def figures(df: pd.DataFrame, cfg: ReboundConfig) -> list:
     return out
 
 
+# ----------------------------------------------------------------------------- claims of other protocols
+
+
+def seen_from_first_side(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a reversed run as seen from the side its first stage aligned to (the opposing one):
+    S → −S, π⁺ → 1 − π⁺ and the sampled aligned rate → 1 − rate, so that the first stage raises
+    the score and the second lowers it, as in the forward protocol. KL columns are unchanged."""
+    out = df.copy()
+    if "score_S" in out:
+        out["score_S"] = -out["score_S"]
+    for col in ("pi_pos", "sampled_rate"):
+        if col in out:
+            out[col] = 1.0 - out[col]
+    return out
+
+
+def renamed(claims_: list[Claim], prefix: str, note: str = "", paper: str = "") -> list[Claim]:
+    """Rebound's claims under another id prefix (``rebound.X`` → ``PREFIX.X``), with ``note``
+    prepended to each statement and ``paper`` (when given) replacing the paper's reference."""
+    out = []
+    for c in claims_:
+        rest = c.id.split(".", 1)[1] if "." in c.id else c.id
+        out.append(dataclasses.replace(c, id=f"{prefix}.{rest}", statement=f"{note}{c.statement}",
+                                       paper=paper or c.paper))
+    return out
+
+
+def direction_claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
+    """Rebound's claims; a reversed run's come from the same statistics on
+    :func:`seen_from_first_side` rows, under ``rebound.reversed.*``."""
+    if cfg.direction == "forward":
+        return claims(df, cfg)
+    return renamed(claims(seen_from_first_side(df), cfg), "rebound.reversed",
+                   "[reversed: opposing data first, then aligned data; scores seen from the opposing side, S → −S] ",
+                   "The same ordering with the protocol reversed: negative data first, then positive "
+                   "[P1 App. B.2, Fig. 8; SPEC §3.2, §6]")
+
+
 EXPERIMENT = Experiment(
     name="rebound",
     description="align on n⁺ examples, fine-tune on n⁻ opposing ones: fast fall to the base level, then slow (P1 Fig. 4, Table 3)",
     config_cls=ReboundConfig,
     presets=PRESETS,
     cells=cells,
-    claims=claims,
+    claims=direction_claims,
     figures=figures,
     check=check,
 )

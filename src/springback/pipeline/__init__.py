@@ -18,9 +18,9 @@ from .source import (
     uses_data,
     world_spec,
 )
-from .spec import BaseSpec, Cell, DataSpec, MeasureSpec, Stage, StopRule, labels
+from .spec import BaseSpec, Cell, DataSpec, MeasureSpec, Stage, StopRule, labels, stage_data
 from .stages import clone, finetune
 
-__all__ = ["BaseSpec", "Cell", "DataSpec", "MeasureSpec", "Stage", "StopRule", "labels", "RunContext", "Source",
+__all__ = ["BaseSpec", "Cell", "DataSpec", "MeasureSpec", "Stage", "StopRule", "labels", "stage_data", "RunContext", "Source",
            "build_source", "data_spec", "effective_chat_template", "source_name", "source_specs", "uses_data", "world_spec", "DEFAULT_PRETRAIN",
            "base_path", "pretrain_spec", "cell_id", "execute", "run_cell", "clone", "finetune"]

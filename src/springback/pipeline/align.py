@@ -5,7 +5,9 @@ user scripts.
 The stage is the same as every experiment's alignment stage: the first ``n_examples`` of the data
 set's seeded aligned stream (all of them by default), encoded with the model's chat template
 (``model.chat_template``) and the stage's ``max_length`` / ``truncation``, trained by the one
-training loop with a fresh optimizer, LoRA merged back when ``model.lora_r`` > 0. The output
+training loop with a fresh optimizer, LoRA merged back when ``model.lora_r`` > 0. ``train.algorithm``
+picks the objective (SFT by default; DPO / IPO / SimPO on the data's preference pairs, KTO on its
+labelled examples, RLOO on its prompts rewarded by the first scorer; docs/algorithms.md). The output
 directory holds the weights (safetensors), the tokenizer and ``springback_align.json`` (the
 resolved config, the data files' fingerprints, what truncation did, the loss curve).
 """
@@ -21,7 +23,6 @@ from ..config import ModelConfig, TrainConfig, to_dict
 from ..data import DataConfig
 from ..errors import ConfigError, SpringbackError
 from .source import build_source, data_spec, effective_chat_template
-from .spec import DataSpec
 
 
 @dataclasses.dataclass
@@ -41,8 +42,8 @@ def align(cfg: AlignConfig, out: str | Path, progress: bool = True) -> dict[str,
     """Train and save; returns the summary written to ``OUT/springback_align.json``."""
     from ..io import atomic_write_json, fingerprint
     from ..models import load, save_model
-    from .stages import encode_stream, finetune, stage_encoder
-    from .spec import Cell, BaseSpec
+    from .stages import check_stage_algorithm, encode_stream, finetune, stage_encoder, stage_objective
+    from .spec import BaseSpec, Cell, stage_data
 
     if not cfg.model.path:
         raise ConfigError("give the model to align: --model PATH (or model.path)")
@@ -57,22 +58,29 @@ def align(cfg: AlignConfig, out: str | Path, progress: bool = True) -> dict[str,
     data = cfg.data if chat == "none" or cfg.data.template else dataclasses.replace(cfg.data, template="raw")
     spec = data_spec(data)
     source = build_source(spec)
-    n = cfg.n_examples or source.inner.pool_size("aligned")
+    kind = stage_data("aligned", 0, cfg.seed, cfg.train).kind
+    n = cfg.n_examples or source.inner.n_items(kind, "aligned")
     if n < 1:
-        raise SpringbackError(f"no aligned examples in {cfg.data.aligned or cfg.data.opposing}")
-    stream = DataSpec("aligned", n, cfg.seed)
+        raise SpringbackError(f"no aligned {kind} in {cfg.data.aligned or cfg.data.opposing}")
+    stream = stage_data("aligned", n, cfg.seed, cfg.train)
+    check_stage_algorithm("align", cfg.train, stream)
     source.stream(stream)  # too few examples: one line, before the model is loaded
+    if cfg.train.algorithm.name == "rloo":
+        source.reward("aligned")  # no scorer to reward with: one line, before the model is loaded
     model, tok = load(cfg.model.path, cfg.model)
     cell = Cell(experiment="align", name="align", source=spec, base=BaseSpec(path=cfg.model.path),
                 model_options={"chat_template": chat})
     examples, encoded, report = encode_stream(source, stream, stage_encoder(tok, cell, cfg.train))
     options = {"lora_r": cfg.model.lora_r, "lora_alpha": cfg.model.lora_alpha,
                "gradient_checkpointing": cfg.model.gradient_checkpointing}
-    result = finetune(model, tok, encoded, cfg.train, options, seed=cfg.seed, stage="align", progress=progress)
+    objective = stage_objective(cfg.train, stream, encoded, tok, source, chat, cfg.seed)
+    result = finetune(model, tok, encoded, cfg.train, options, seed=cfg.seed, stage="align", progress=progress,
+                      objective=objective)
     save_model(model, tok, out)
     files = [p for p in (cfg.data.aligned, cfg.data.opposing) if p and Path(p).expanduser().is_file()]
     summary = {
-        "config": to_dict(cfg), "chat_template": chat, "n_examples": len(examples),
+        "config": to_dict(cfg), "chat_template": chat, "algorithm": cfg.train.algorithm.name, "item_kind": kind,
+        "n_examples": len(examples),
         "encoding": report.summary(), "n_truncated": report.n_truncated, "n_dropped": report.n_dropped,
         "data_fingerprints": {p: fingerprint(p) for p in files}, "base_fingerprint": fingerprint(cfg.model.path)
         if Path(cfg.model.path).expanduser().exists() else None,

@@ -33,7 +33,7 @@ def check_cells(cells: list[Cell], report: Any = None) -> list[str]:
     default) one line per stage whose examples truncation will cut or drop."""
     from ..config import MeasureConfig
     from ..tokens import Encoder
-    from .stages import encode_stream, stage_encoder
+    from .stages import check_stage_algorithm, encode_stream, stage_encoder
 
     seen: set = set()
     tokenizers: dict = {}
@@ -66,6 +66,10 @@ def check_cells(cells: list[Cell], report: Any = None) -> list[str]:
                     raise SpringbackError(f"{cell.experiment}: a reference completion of {src.name} has {longest} tokens, "
                                           f"more than measure.max_length={limit}: raise measure.max_length")
         for stage in cell.stages:
+            try:
+                check_stage_algorithm(stage.name, stage.train, stage.data)
+            except SpringbackError as exc:
+                raise type(exc)(f"{cell.experiment}: {exc}") from None
             skey = (stable_hash(cell.source), stable_hash(stage.data), stable_hash(cell.base.key()), chat,
                     stage.train.max_length, stage.train.truncation)
             if skey in seen:

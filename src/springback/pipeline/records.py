@@ -29,6 +29,8 @@ COLUMNS: dict[str, tuple[tuple[type, ...], str]] = {
     "n_opposing": (_F, "opposing examples seen (P1's n⁻); set on rows of opposing stages"),
     "kind": (_S, "row type where an experiment writes several (theory: sweep | huffman | robustness; dynamics: softmax | network)"),
     "arm": (_S, "priming: primed (aligned, then returned) or control (never aligned)"),
+    "algorithm": (_S, "algorithms: how the alignment stage trained (sft | dpo | ipo | kto | simpo | rloo); "
+                      "absent on base rows"),
     "n_truncated": (_I, "examples of the row's stage cut to max_length (prompt from the left); absent when none"),
     "n_dropped": (_I, "examples of the row's stage dropped as too long and replaced from the stream; absent when none"),
     # --- exact alignment measures (SPEC §5)
@@ -90,7 +92,8 @@ COLUMNS: dict[str, tuple[tuple[type, ...], str]] = {
     "pair": (_S, "checkpoint pair 'i-j'"),
     "i": (_I, "earlier checkpoint of the pair"),
     "j": (_I, "later checkpoint of the pair"),
-    "direction": (_S, "forward (θi learns θj's answers) | inverse (θj learns θi's)"),
+    "direction": (_S, "resistance: forward (θi learns θj's answers) | inverse (θj learns θi's); "
+                      "rebound: reversed (opposing data first, then aligned; absent = forward)"),
     "learner": (_I, "checkpoint that is fine-tuned"),
     "writer": (_I, "checkpoint whose answers are the targets"),
     "kl_before": (_F, "KL(learner ‖ writer) before fine-tuning, nats per answer"),

@@ -117,8 +117,21 @@ class Source:
         """The world's own tokenizer, or None (a real data set uses its model's tokenizer)."""
         return self.inner.tokenizer() if self.is_world else None
 
-    def stream(self, data: DataSpec) -> list[Example]:
-        """The first ``data.n_examples`` of the seeded ``data.side`` stream."""
+    def stream(self, data: DataSpec) -> list[Any]:
+        """The first ``data.n_examples`` items of the seeded ``data.side`` stream, of ``data.kind``:
+
+        * ``examples`` / ``prompts`` — :class:`~springback.worlds.base.Example` s of the side (an
+          RLOO stage uses only their prompts);
+        * ``pairs`` — :class:`~springback.data.PreferencePair` s preferring the side. A world: pair
+          i is example i of the side's stream (the very examples an SFT stage of the same seed
+          sees) with, as rejected, the response of example i of an independent stream of the other
+          side; a data set: its own pairs or its pools paired (:meth:`DataWorld.pairs`);
+        * ``labelled`` — :class:`~springback.data.LabelledExample` s alternating the side's
+          examples (desirable) and the other side's (undesirable; a world's independent stream).
+
+        Every kind is prefix-consistent: the first m items of a longer stream are those of a shorter one."""
+        from ..data import LabelledExample, PreferencePair, interleave
+
         if data.side not in (ALIGNED, OPPOSING):
             raise ValueError(f"data side must be '{ALIGNED}' or '{OPPOSING}', got {data.side!r}")
         inner = self.inner
@@ -126,8 +139,39 @@ class Source:
             if not self.is_world:
                 raise ConfigError("narrowness (distinct aligned templates) applies to the synthetic worlds only")
             inner = inner.with_narrowness(data.narrowness)
-        draw = inner.aligned if data.side == ALIGNED else inner.opposing
-        return draw(data.n_examples, data.seed)
+        other = OPPOSING if data.side == ALIGNED else ALIGNED
+        draw = {ALIGNED: inner.aligned, OPPOSING: inner.opposing}
+        n, seed = data.n_examples, data.seed
+        if data.kind in ("examples", "prompts"):
+            return draw[data.side](n, seed)
+        if data.kind == "pairs":
+            if not self.is_world:
+                return inner.pairs(n, seed, data.side)
+            chosen, rejected = draw[data.side](n, seed), draw[other](n, seed, stream="rejected")
+            return [PreferencePair(c.prompt, c.response, r.response) for c, r in zip(chosen, rejected)]
+        if data.kind == "labelled":
+            n_good, n_bad = (n + 1) // 2, n // 2
+            bad = draw[other](n_bad, seed, stream="rejected") if self.is_world else draw[other](n_bad, seed)
+            out: list[LabelledExample] = interleave(draw[data.side](n_good, seed), bad, n)
+            return out
+        raise ValueError(f"unknown data kind {data.kind!r} (examples, pairs, labelled, prompts)")
+
+    def reward(self, side: str) -> Any:
+        """RLOO's reward toward ``side``: on a world, 1 for a completion its exact labeller calls
+        ``side`` and 0 otherwise (so the mean reward is the sampled aligned rate); on a data set,
+        the first configured scorer's score (classifier, reward, cost, refusal, vader: higher =
+        aligned), negated for the opposing side. Returns ``f(prompts, texts) -> [float]``."""
+        from ..errors import SpringbackError
+
+        if self.world_labels and self.is_world:
+            world = self.inner
+            return lambda prompts, texts: [1.0 if world.label(t) == side else 0.0 for t in texts]
+        scorers = self.scorers()
+        if not scorers:
+            raise SpringbackError(f"{self.name}: RLOO needs a reward: name a scorer in data.scorers")
+        first = next(iter(scorers.values()))
+        sign = 1.0 if side == ALIGNED else -1.0
+        return lambda prompts, texts: [sign * float(v) for v in first(list(texts), list(prompts))]
 
     def sft_data(self, n_examples: int, seed: int, n_prompts: int) -> tuple[list[Example], list[str]]:
         """(SFT examples, held-out prompts) for a protocol that fine-tunes on aligned data and then

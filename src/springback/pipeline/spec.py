@@ -24,13 +24,20 @@ BASE, ALIGN, OPPOSING = "base", "align", "opposing"
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """Which examples a stage trains on: the first ``n_examples`` of a source's seeded stream."""
+    """Which examples a stage trains on: the first ``n_examples`` of a source's seeded stream.
+
+    ``kind`` is what one example is, as the stage's algorithm needs it (:func:`stage_data` sets it
+    from the training config; see :data:`springback.objectives.ITEM_KINDS`): ``examples``
+    (prompt, response) for SFT; ``pairs`` (prompt, chosen, rejected) for DPO / IPO / SimPO;
+    ``labelled`` (prompt, response, desirable) for KTO; ``prompts`` for RLOO. ``side`` is the side
+    the stage trains toward: the chosen / desirable side of pairs and labelled examples."""
 
     side: str  # "aligned" | "opposing"
     n_examples: int
     seed: int  # which stream (the first m examples of a longer stream equal those of a shorter one)
     narrowness: int = 0  # distinct aligned templates (synthetic worlds only; 0 = all)
     shuffle: bool = True  # False: train in stream order (stages whose windows must see known examples)
+    kind: str = "examples"  # examples | pairs | labelled | prompts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +72,7 @@ class Stage:
     stop: StopRule | None = None
     start: str = "previous"  # "previous": continue from the last stage's weights | "base": restart from the base
     labels: tuple[tuple[str, Any], ...] = ()  # extra row labels for this stage's rows (e.g. ("arm", "control"))
-    algorithm: dict = dataclasses.field(default_factory=dict)  # how the stage trains (empty = SFT)
+    # How the stage trains is ``train.algorithm`` (SFT by default); ``data.kind`` must match it.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +129,14 @@ class Cell:
     seed: int = 0  # the cell's seed (sampling during measurement; custom runners)
     options: dict = dataclasses.field(default_factory=dict)  # execution options that change no result
     #                                                        (gradient checkpointing); not part of the key
+
+
+def stage_data(side: str, n_examples: int, seed: int, train: TrainConfig, **kw: Any) -> DataSpec:
+    """The :class:`DataSpec` of a stage trained with ``train``: its item kind is what
+    ``train.algorithm`` trains on (pairs for DPO, prompts for RLOO, …)."""
+    from ..objectives import ITEM_KINDS
+
+    return DataSpec(side, n_examples, seed, kind=ITEM_KINDS.get(train.algorithm.name, "examples"), **kw)
 
 
 def cell_key(cell: Cell, extra: dict | None = None) -> dict:

@@ -20,7 +20,7 @@ import torch
 from ..config import ModelConfig, TrainConfig
 from ..errors import ConfigError
 from .measurers import Env, Point, build_measurer
-from .spec import BASE, Cell, DataSpec, Stage, StopRule
+from .spec import BASE, OPPOSING, Cell, DataSpec, Stage, StopRule
 
 
 def clone(model: torch.nn.Module) -> torch.nn.Module:
@@ -60,15 +60,17 @@ def stage_encoder(tokenizer: Any, cell: Cell, train_cfg: TrainConfig) -> Any:
 
 
 def encode_stream(source: Any, data: DataSpec, encoder: Any, loss_on: str = "response") -> tuple[list, list, Any]:
-    """(examples, encodings, report) of a stage: the first ``data.n_examples`` examples of the
-    seeded stream that survive encoding. Examples dropped by ``truncation="drop"`` are replaced by
-    the next ones of the same stream (the report counts them), so a stage always trains on n."""
+    """(examples, encodings, report) of a stage: the first ``data.n_examples`` items (of
+    ``data.kind``: examples, pairs, labelled examples, prompts) of the seeded stream that survive
+    encoding. Items dropped by ``truncation="drop"`` are replaced by the next ones of the same
+    stream (the report counts them), so a stage always trains on n."""
     from ..errors import SpringbackError
+    from ..objectives import encode_items
 
     want, n = data.n_examples, data.n_examples
     while True:
         examples = source.stream(dataclasses.replace(data, n_examples=n))
-        encoded, report = encoder.encode_all(examples, loss_on)
+        encoded, report = encode_items(data.kind, examples, encoder, loss_on)
         if len(encoded) >= want or len(examples) < n:
             break
         missing = want - len(encoded)
@@ -82,6 +84,40 @@ def encode_stream(source: Any, data: DataSpec, encoder: Any, loss_on: str = "res
     keep = report.kept[:want]
     report.n_dropped = keep[-1] + 1 - want if keep else report.n_dropped  # dropped before the last kept example
     return [examples[i] for i in keep], encoded[:want], report
+
+
+def check_stage_algorithm(stage_name: str, train_cfg: TrainConfig, data: DataSpec) -> None:
+    """A valid algorithm whose item kind is the stage's data kind, else one ConfigError line."""
+    from ..losses import validate
+    from ..objectives import ITEM_KINDS
+
+    validate(train_cfg.algorithm)
+    want = ITEM_KINDS[train_cfg.algorithm.name]
+    if data.kind != want:
+        raise ConfigError(f"stage '{stage_name}' trains by {train_cfg.algorithm.name}, which needs {want}, but its data "
+                          f"are {data.kind}: this experiment's stages train by SFT only (preference and RL methods: "
+                          "rebound, scaling, algorithms, springback align)")
+
+
+def stage_objective(train_cfg: TrainConfig, data: DataSpec, encoded: Sequence[Any], tokenizer: Any, source: Any,
+                    chat_template: str, seed: int) -> Any:
+    """The :class:`~springback.objectives.Objective` a stage trains with: its algorithm on its
+    encoded items; RLOO samples with the stage's model through the cell's chat template and is
+    rewarded by the source toward the stage's side (:meth:`~.source.Source.reward`)."""
+    from ..measure import sample
+    from ..objectives import build_objective
+    from ..tokens import pad_id
+
+    alg = train_cfg.algorithm
+    sampler = reward = None
+    if alg.name == "rloo":
+        def sampler(model: torch.nn.Module, prompts: Sequence[str], n: int, s: int) -> tuple:
+            return sample(model, tokenizer, prompts, n, seed=s, temperature=alg.temperature,
+                          max_new_tokens=alg.max_new_tokens, chat_template=chat_template)
+
+        reward = source.reward(data.side)
+    return build_objective(alg, encoded, pad_id(tokenizer), max_length=train_cfg.max_length, sampler=sampler,
+                           reward=reward, seed=seed)
 
 
 # ----------------------------------------------------------------------------- returning to a level
@@ -214,8 +250,8 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
         r["n_examples"] = n
         if stage is None:
             r["n_opposing"] = 0  # the base has seen no opposing data
-        elif stage.data.side == "opposing":
-            r["n_opposing"] = n
+        elif stage.data.side == "opposing" or stage.name == OPPOSING:
+            r["n_opposing"] = n  # a stage named "opposing" pushes back, whichever side (rebound reversed)
         if stage is not None and stage.name in reports:
             r.update(reports[stage.name])
         r.update(values)
@@ -230,6 +266,7 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
     for k, stage in enumerate(cell.stages):
         if model is None or stage.start == "base":
             model = clone(base)
+        check_stage_algorithm(stage.name, stage.train, stage.data)
         examples, encoded, report = encode_stream(source, stage.data, stage_encoder(tok, cell, stage.train))
         stage_rows: list[dict] = []
         if report.n_truncated or report.n_dropped:
@@ -258,9 +295,12 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
             return level.after(n, m, values)
 
         tracker = getattr(ctx, "tracker", None)  # an experiment tracker (pipeline.trackers), if the run logs to one
+        objective = stage_objective(stage.train, stage.data, encoded, tok, source,
+                                    cell.model_options.get("chat_template", "none"), stage.seed)
         finetune(model, tok, encoded, stage.train, {**cell.model_options, **cell.options}, seed=stage.seed, measure_at=stage.measure_at,
                  on_measure=on_measure, shuffle=stage.data.shuffle, progress=ctx.progress,
-                 stage=f"{stage.name} {cell.name}", on_step=tracker.loss_logger(stage.name) if tracker else None)
+                 stage=f"{stage.name} {cell.name}", on_step=tracker.loss_logger(stage.name) if tracker else None,
+                 objective=objective)
         rows += measurer.finish(stage, stage_rows)
         if level is not None:
             summary = level.settle(model, lambda m, st=stage: measurer(m, Point(st, 0, examples)), rows,

@@ -1,4 +1,5 @@
-"""Figures of the resistance experiment (P1 Table 1): forward − inverse heatmaps and loss curves."""
+"""Heatmaps: the resistance experiment's forward − inverse cells (P1 Table 1) and its loss
+curves, and rebound grids over n⁺ × n⁻ (P1 Fig. 7, one panel per alignment method)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,53 @@ def resistance_figures(df: pd.DataFrame, sizes: list[str]) -> list:
     if len(ft) and "curve_loss" in ft.columns:
         out.append(("resistance_loss_curves", loss_curves_figure(ft, ft["model"].iloc[-1])))
     return out
+
+
+def rebound_grid_heatmap(df: pd.DataFrame, value: str, panel: str, *, panels: list | None = None, label: str = "",
+                         title: str = "", vmin: float | None = None, vmax: float | None = None,
+                         base_level: bool = True):
+    """P1 Fig. 7's layout: one panel per value of ``panel`` (e.g. the alignment method), rows n⁺
+    (most alignment at the top), columns n⁻, each cell the mean over seeds of ``value`` in the
+    opposing-stage rows, written in the cell. With ``base_level``, the colour scale is centred on
+    the base rows' mean (white = back at the base model's level, as the dashed line of Fig. 4)."""
+    opp = df[df.stage == "opposing"]
+    values = panels if panels is not None else sorted(opp[panel].dropna().unique())
+    pos = sorted(opp.n_aligned.unique(), reverse=True)
+    neg = sorted(opp.n_opposing.unique())
+    grids = {}
+    for v in values:
+        means = opp[opp[panel] == v].groupby(["n_aligned", "n_opposing"])[value].mean()
+        grids[v] = np.array([[means.get((p, n), np.nan) for n in neg] for p in pos], dtype=float)
+    finite = np.concatenate([g[np.isfinite(g)] for g in grids.values()]) if grids else np.array([])
+    lo = vmin if vmin is not None else (float(finite.min()) if len(finite) else 0.0)
+    hi = vmax if vmax is not None else (float(finite.max()) if len(finite) else 1.0)
+    base = df[df.stage == "base"][value].mean() if base_level and (df.stage == "base").any() else np.nan
+    if np.isfinite(base) and lo < base < hi:
+        norm, cmap = TwoSlopeNorm(float(base), lo, hi), "RdBu"
+    else:
+        norm, cmap = None, "viridis"
+    fig, axes = plt.subplots(1, max(1, len(values)), figsize=(0.4 * len(neg) * len(values) + 1.2, 0.45 * len(pos) + 1.6),
+                             squeeze=False, layout="constrained")
+    im = None
+    for k, (ax, v) in enumerate(zip(axes[0], values)):
+        grid = grids[v]
+        im = ax.imshow(grid, cmap=cmap, norm=norm, vmin=None if norm else lo, vmax=None if norm else hi, aspect="auto")
+        for r in range(len(pos)):
+            for c in range(len(neg)):
+                if np.isfinite(grid[r, c]):
+                    shade = float(norm(grid[r, c])) if norm is not None else (grid[r, c] - lo) / ((hi - lo) or 1.0)
+                    ax.text(c, r, f"{grid[r, c]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if shade < 0.15 or shade > 0.85 else "black")  # legible on dark cells
+        ax.set_xticks(range(len(neg)), [f"{n:g}" for n in neg], fontsize=7, rotation=90)
+        ax.set_yticks(range(len(pos)), [str(int(p)) for p in pos] if k == 0 else [""] * len(pos), fontsize=7)
+        ax.set_xlabel("n⁻", fontsize=8)
+        if k == 0:
+            ax.set_ylabel("n⁺", fontsize=8)
+        ax.set_title(str(v), fontsize=9)
+    if im is not None:
+        extra = f" (white = base model {base:.2f})" if norm is not None else ""
+        bar = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9, fraction=0.02, pad=0.01)
+        bar.set_label((label or value) + extra, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -91,12 +91,17 @@ class TemplateWorld:
     def _draw(self, rng: random.Random, n: int, responses: Sequence[str], label: str) -> list[Example]:
         return [Example(rng.choice(self.train_prompts), rng.choice(responses), label) for _ in range(n)]
 
-    def aligned(self, n: int, seed: int) -> list[Example]:
-        """``n`` aligned examples (held-out prompts excluded); the first m of n+1 equal those of n."""
-        return self._draw(random.Random(f"{self.name}/aligned/{seed}"), n, self.aligned_templates(), ALIGNED)
+    def _rng(self, side: str, seed: int, stream: str) -> random.Random:
+        return random.Random(f"{self.name}/{side}/{seed}" + (f"/{stream}" if stream else ""))
 
-    def opposing(self, n: int, seed: int) -> list[Example]:
-        return self._draw(random.Random(f"{self.name}/opposing/{seed}"), n, self.opposing_responses, OPPOSING)
+    def aligned(self, n: int, seed: int, stream: str = "") -> list[Example]:
+        """``n`` aligned examples (held-out prompts excluded); the first m of n+1 equal those of n.
+        ``stream`` names another independent stream of the same seed (e.g. the rejected side of
+        preference pairs); the default is the stream every training stage has always used."""
+        return self._draw(self._rng(ALIGNED, seed, stream), n, self.aligned_templates(), ALIGNED)
+
+    def opposing(self, n: int, seed: int, stream: str = "") -> list[Example]:
+        return self._draw(self._rng(OPPOSING, seed, stream), n, self.opposing_responses, OPPOSING)
 
     def pretrain_corpus(self, n_task: int, n_general: int, prior: float, seed: int) -> list[Example]:
         """Pre-training text: task examples with aligned share ``prior`` plus general sentences.
