@@ -49,9 +49,10 @@ class DataConfig:
 
 
 # Scorers used when none is named: the paper's metric where one works offline.
-# (A refusal matcher for the safety sets; P1's −cost needs the beaver cost model: cost:PATH.)
+# A refusal matcher for the safety sets (P1's −cost needs the beaver cost model: cost:PATH); none for
+# HH-RLHF, whose preferred responses are often helpful answers rather than refusals: name a scorer.
 AUTO_SCORERS: dict[str, list[str]] = {"imdb": ["vader"], "beavertails": ["refusal"], "pku-saferlhf": ["refusal"],
-                                      "advbench": ["refusal"], "hh-rlhf": ["refusal"]}
+                                      "advbench": ["refusal"]}
 
 
 def _pick(examples: list[Example], want: str) -> list[Example]:
