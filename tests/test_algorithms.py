@@ -406,7 +406,8 @@ def test_rebound_reversed_aligns_on_the_opposing_side_first(tmp_path, tiny_rebou
 
 
 def test_reversed_claims_are_rebound_statistics_on_the_mirrored_scores(tiny_rebound_run):
-    from springback.experiments.rebound import ReboundConfig, claims, direction_claims, seen_from_first_side
+    from springback.analysis.curves import seen_from_first_side
+    from springback.experiments.rebound import ReboundConfig, claims, direction_claims
 
     df = springback.load_results(tiny_rebound_run)
     mirrored = df.copy()

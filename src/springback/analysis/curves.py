@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .stats import slope
+
 NAN = float("nan")
 
 # The per-curve measures: name -> (unit, meaning).
@@ -186,3 +188,52 @@ def realign_table(df: pd.DataFrame) -> pd.DataFrame:
                     "n_bisect": int(st.n_bisect), "area_per_example": area,
                     "final_gap": float(p.loc[common].iloc[-1] - c.loc[common].iloc[-1]) if len(common) else NAN})
     return pd.DataFrame(out)
+
+
+def replicate_medians(tab: pd.DataFrame, column: str) -> dict[tuple[str, int], float]:
+    """{(world, seed): median over the n⁺ curves of ``column``} (finite values only).
+
+    The median, not the mean: a curve that sits at the bounded score's ceiling until late
+    (π⁺ ≈ 1) has an initial slope near 0 and a flattening of −80; one such curve must not
+    decide a replicate (chosen after seeing one, docs/science.md)."""
+    out = {}
+    for (world, seed), g in tab.groupby(["world", "seed"]):
+        v = g[column].to_numpy(float)
+        v = v[np.isfinite(v)]
+        out[(str(world), int(seed))] = float(np.median(v)) if len(v) else float("nan")
+    return out
+
+
+def slopes_vs_log2(tab: pd.DataFrame, column: str, sign: float = 1.0) -> dict[tuple[str, int], float]:
+    """{(world, seed): sign × least-squares slope of ``column`` against log2 n⁺} over the curves where
+    it is finite (NaN with fewer than two)."""
+    out = {}
+    for (world, seed), g in tab.groupby(["world", "seed"]):
+        ok = g[np.isfinite(g[column].to_numpy(float))]
+        out[(str(world), int(seed))] = sign * slope(np.log2(ok.n_aligned.to_numpy(float)), ok[column].to_numpy(float))
+    return out
+
+
+def kl_by_n_pos(kt: pd.DataFrame, kl_col: str, target: str) -> list[dict]:
+    """Per n⁺: mean KL at the start and at its minimum along the curve, and how many curves reach ε."""
+    out = []
+    if target not in kt.columns:
+        return out
+    for n_pos, g in kt.groupby("n_aligned"):
+        out.append({"n_aligned": int(n_pos), "kl_at_0": float(g[f"{kl_col}_at_0"].mean()),
+                    "kl_min": float(g[f"{kl_col}_min"].mean()), "n_reaching_eps": int(np.isfinite(g[target]).sum()),
+                    "n_curves": int(len(g)), "n_base": float(g.n_base.mean()) if "n_base" in g else float("nan")})
+    return out
+
+
+def seen_from_first_side(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a reversed run as seen from the side its first stage aligned to (the opposing one):
+    S → −S, π⁺ → 1 − π⁺ and the sampled aligned rate → 1 − rate, so that the first stage raises
+    the score and the second lowers it, as in the forward protocol. KL columns are unchanged."""
+    out = df.copy()
+    if "score_S" in out:
+        out["score_S"] = -out["score_S"]
+    for col in ("pi_pos", "sampled_rate"):
+        if col in out:
+            out[col] = 1.0 - out[col]
+    return out

@@ -23,6 +23,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from .curves import crossing
 from .fits import segmented_fit
@@ -84,3 +85,17 @@ def flattening(n: Sequence[float], s: Sequence[float], level: float) -> dict[str
         out["best_break_minus_base"] = _level_at(n_arr, s_arr, x_best) - level
         out["best_break_over_cross"] = x_best / nc if nc > 0 else NAN
     return out
+
+
+def flattening_table(df: pd.DataFrame, metric: str, keys: tuple[str, ...] = ("world", "seed")) -> pd.DataFrame:
+    """One row per opposing curve (``keys`` + n_aligned): the segmented-fit signature of
+    :func:`springback.analysis.shape.flattening` of ``metric`` against its base row's level."""
+    base = df[df.stage == "base"].drop_duplicates(list(keys)).set_index(list(keys))[metric]
+    rows = []
+    for key, g in df[df.stage == "opposing"].sort_values("n_opposing").groupby([*keys, "n_aligned"]):
+        ident = dict(zip([*keys, "n_aligned"], key))
+        bkey = tuple(ident[k] for k in keys) if len(keys) > 1 else ident[keys[0]]
+        level = float(base.loc[bkey]) if bkey in base.index else float("nan")
+        rows.append({**ident, "metric": metric, "base_level": level,
+                     **flattening(g.n_opposing.to_numpy(float), g[metric].to_numpy(float), level)})
+    return pd.DataFrame(rows)

@@ -131,3 +131,21 @@ def finite_mean(values: Any) -> float:
     """Mean of the finite values (NaN when there are none)."""
     x = _finite(list(values))
     return float(np.mean(x)) if len(x) else float("nan")
+
+
+def brief(c: Claim) -> dict:
+    """A sub-claim's numbers for another claim's details (effect, interval, verdict, groups)."""
+    return {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "n_replicates": c.n_seeds,
+            "seeds_needed": c.seeds_needed, "groups": {w: {"effect": g["effect"], "verdict": g["verdict"]}
+                                                       for w, g in c.groups.items()}}
+
+
+def renamed(claims_: list[Claim], prefix: str, note: str = "", paper: str = "") -> list[Claim]:
+    """Rebound's claims under another id prefix (``rebound.X`` → ``PREFIX.X``), with ``note``
+    prepended to each statement and ``paper`` (when given) replacing the paper's reference."""
+    out = []
+    for c in claims_:
+        rest = c.id.split(".", 1)[1] if "." in c.id else c.id
+        out.append(dataclasses.replace(c, id=f"{prefix}.{rest}", statement=f"{note}{c.statement}",
+                                       paper=paper or c.paper))
+    return out

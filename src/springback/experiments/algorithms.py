@@ -36,7 +36,9 @@ from ..data import DataConfig
 from ..errors import ConfigError
 from ..pipeline import DEFAULT_PRETRAIN, Cell, MeasureSpec, pretrain_spec, source_name, uses_data
 from .base import Experiment, checkpoint_measure, model_label, sources
-from .rebound import METRIC_LABELS, ReboundConfig, curve_cells, renamed
+from ..analysis.verdicts import renamed
+from ..report.figures import METRIC_LABELS
+from .rebound import ReboundConfig, curve_cells
 from .rebound import claims as rebound_claims
 
 METHODS = ["sft", "dpo", "ipo", "kto", "simpo", "rloo"]  # springback.losses.ALGORITHMS, the paper's SFT first

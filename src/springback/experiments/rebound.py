@@ -22,10 +22,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..analysis import Claim, claim_by_group, slope
-from ..analysis.curves import curve_table, examples_to_reach
-from ..analysis.shape import flattening
-from ..analysis.verdicts import per_group, with_parts
+from ..analysis import Claim, claim_by_group
+from ..analysis.curves import (curve_table, examples_to_reach, kl_by_n_pos, replicate_medians, seen_from_first_side,
+                               slopes_vs_log2)
+from ..analysis.shape import flattening_table
+from ..analysis.verdicts import brief, per_group, renamed, with_parts
 from ..config import MeasureConfig, ModelConfig, TrainConfig, WorldConfig
 from ..data import DataConfig
 from ..errors import ConfigError
@@ -143,62 +144,6 @@ DELTA_KL_RETURN = 20.0  # opposing examples per doubling of n⁺
 KL_EPSILONS = (0.03, 0.1, 0.3, 1.0)  # ε ladder of the KL-return investigation (nats), besides cfg.kl_epsilon
 
 
-def flattening_table(df: pd.DataFrame, metric: str, keys: tuple[str, ...] = ("world", "seed")) -> pd.DataFrame:
-    """One row per opposing curve (``keys`` + n_aligned): the segmented-fit signature of
-    :func:`springback.analysis.shape.flattening` of ``metric`` against its base row's level."""
-    base = df[df.stage == "base"].drop_duplicates(list(keys)).set_index(list(keys))[metric]
-    rows = []
-    for key, g in df[df.stage == "opposing"].sort_values("n_opposing").groupby([*keys, "n_aligned"]):
-        ident = dict(zip([*keys, "n_aligned"], key))
-        bkey = tuple(ident[k] for k in keys) if len(keys) > 1 else ident[keys[0]]
-        level = float(base.loc[bkey]) if bkey in base.index else float("nan")
-        rows.append({**ident, "metric": metric, "base_level": level,
-                     **flattening(g.n_opposing.to_numpy(float), g[metric].to_numpy(float), level)})
-    return pd.DataFrame(rows)
-
-
-def replicate_medians(tab: pd.DataFrame, column: str) -> dict[tuple[str, int], float]:
-    """{(world, seed): median over the n⁺ curves of ``column``} (finite values only).
-
-    The median, not the mean: a curve that sits at the bounded score's ceiling until late
-    (π⁺ ≈ 1) has an initial slope near 0 and a flattening of −80; one such curve must not
-    decide a replicate (chosen after seeing one, docs/science.md)."""
-    out = {}
-    for (world, seed), g in tab.groupby(["world", "seed"]):
-        v = g[column].to_numpy(float)
-        v = v[np.isfinite(v)]
-        out[(str(world), int(seed))] = float(np.median(v)) if len(v) else float("nan")
-    return out
-
-
-def _slopes_vs_log2(tab: pd.DataFrame, column: str, sign: float = 1.0) -> dict[tuple[str, int], float]:
-    """{(world, seed): sign × least-squares slope of ``column`` against log2 n⁺} over the curves where
-    it is finite (NaN with fewer than two)."""
-    out = {}
-    for (world, seed), g in tab.groupby(["world", "seed"]):
-        ok = g[np.isfinite(g[column].to_numpy(float))]
-        out[(str(world), int(seed))] = sign * slope(np.log2(ok.n_aligned.to_numpy(float)), ok[column].to_numpy(float))
-    return out
-
-
-def _kl_by_n_pos(kt: pd.DataFrame, kl_col: str, target: str) -> list[dict]:
-    """Per n⁺: mean KL at the start and at its minimum along the curve, and how many curves reach ε."""
-    out = []
-    if target not in kt.columns:
-        return out
-    for n_pos, g in kt.groupby("n_aligned"):
-        out.append({"n_aligned": int(n_pos), "kl_at_0": float(g[f"{kl_col}_at_0"].mean()),
-                    "kl_min": float(g[f"{kl_col}_min"].mean()), "n_reaching_eps": int(np.isfinite(g[target]).sum()),
-                    "n_curves": int(len(g)), "n_base": float(g.n_base.mean()) if "n_base" in g else float("nan")})
-    return out
-
-
-def _brief(c: Claim) -> dict:
-    return {"effect": c.effect, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict, "n_replicates": c.n_seeds,
-            "seeds_needed": c.seeds_needed, "groups": {w: {"effect": g["effect"], "verdict": g["verdict"]}
-                                                       for w, g in c.groups.items()}}
-
-
 def _num(x: float) -> str:
     return f"{x:.3g}" if x is not None and math.isfinite(x) else "—"
 
@@ -225,7 +170,7 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         f"above the base level in S, {_num(best_p)} above it in π⁺",
         "Curves fall fast until they reach the base model's level, then flatten [P1 §5.2, Fig. 4]",
         per_group(e_s), "share of initial fall rate", delta=DELTA_FLATTENING,
-        pi_pos=_brief(c_pi) if c_pi is not None else None,
+        pi_pos=brief(c_pi) if c_pi is not None else None,
         best_break_minus_base_S=best_s, best_break_minus_base_pi_pos=best_p,
         best_break_over_crossing_S=float(flat_s.best_break_over_cross.median()) if len(flat_s) else None,
         median_p_value_one_line_S=float(flat_s.p_value.median()) if len(flat_s) else None,
@@ -249,7 +194,7 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
                            "early_fall": start - early})
     st = pd.DataFrame(start_rows, columns=["world", "seed", "n_aligned", "start", "early_fall"])
     c_start = claim_by_group("rebound.more_alignment_falls_faster[start]", "", "",
-                             per_group(_slopes_vs_log2(st, "start")), "log-odds per doubling of n⁺",
+                             per_group(slopes_vs_log2(st, "start")), "log-odds per doubling of n⁺",
                              delta=DELTA_PER_DOUBLING)
     c2 = claim_by_group(
         "rebound.more_alignment_falls_faster",
@@ -257,7 +202,7 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         "(effect: slope of the early fall in S against log2 n⁺; part 2: the start level's slope against log2 n⁺ "
         f"= {_num(c_start.effect)} [{_num(c_start.ci_low)}, {_num(c_start.ci_high)}], {c_start.verdict}; both must hold)",
         "More positive data gives a higher start and a faster initial fall [P1 §5.2, Fig. 4]",
-        per_group(_slopes_vs_log2(st, "early_fall")), "log-odds per doubling of n⁺", delta=DELTA_PER_DOUBLING,
+        per_group(slopes_vs_log2(st, "early_fall")), "log-odds per doubling of n⁺", delta=DELTA_PER_DOUBLING,
         early_n_neg=early_n, cells=st.to_dict("records"),
     )
     c2 = with_parts(c2, {"start_level": c_start})
@@ -281,18 +226,18 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         kl_cells.append(cell)
     kt = pd.DataFrame(kl_cells).merge(ret, on=keys, how="left") if kl_cells else pd.DataFrame(columns=keys)
     target = f"{kl_col}_to_{cfg.kl_epsilon:g}"
-    per_rep = _slopes_vs_log2(kt, target, -1.0) if target in kt.columns else {}
+    per_rep = slopes_vs_log2(kt, target, -1.0) if target in kt.columns else {}
 
     def ladder(col: str) -> dict:
         out = {}
         for eps in sorted({*KL_EPSILONS, cfg.kl_epsilon}):
             name = f"{col}_to_{eps:g}"
             if name in kt.columns:
-                c = claim_by_group("x", "", "", per_group(_slopes_vs_log2(kt, name, -1.0)), delta=DELTA_KL_RETURN)
-                out[f"{eps:g}"] = {**_brief(c), "n_cells_reaching": int(np.isfinite(kt[name].to_numpy(float)).sum())}
+                c = claim_by_group("x", "", "", per_group(slopes_vs_log2(kt, name, -1.0)), delta=DELTA_KL_RETURN)
+                out[f"{eps:g}"] = {**brief(c), "n_cells_reaching": int(np.isfinite(kt[name].to_numpy(float)).sum())}
         return out
 
-    c_nbase = claim_by_group("x", "", "", per_group(_slopes_vs_log2(kt, "n_base", -1.0)), delta=DELTA_KL_RETURN) \
+    c_nbase = claim_by_group("x", "", "", per_group(slopes_vs_log2(kt, "n_base", -1.0)), delta=DELTA_KL_RETURN) \
         if "n_base" in kt.columns else None
     c3 = claim_by_group(
         "rebound.kl_return",
@@ -305,9 +250,9 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
         "to KL < 0.01 (Gemma-2B 923/853/709/598) [P1 §5.2, Table 3]",
         per_group(per_rep), "opposing examples per doubling of n⁺", delta=DELTA_KL_RETURN, kl_metric=kl_col,
         epsilon_ladder_exact=ladder("kl_ref_to_base"), epsilon_ladder_sampled=ladder("kl_to_base"),
-        crossing_base_level_S=_brief(c_nbase) if c_nbase is not None else None,
+        crossing_base_level_S=brief(c_nbase) if c_nbase is not None else None,
         n_cells_reaching_eps=int(np.isfinite(kt[target].to_numpy(float)).sum()) if target in kt.columns else 0,
-        by_n_pos=_kl_by_n_pos(kt, kl_col, target),
+        by_n_pos=kl_by_n_pos(kt, kl_col, target),
         n_cells=int(len(kt)), cells=kt.to_dict("records"),
         changed_after_seeing_results="quick n⁻ grid refined from 7 to 10 points (300, 600, 1200 added): KL(model‖base) "
                                      "dips near the base crossing and the dip fell between the points at 400 and 800",
@@ -317,56 +262,14 @@ def claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:
 
 # ----------------------------------------------------------------------------- figures
 
-METRIC_LABELS = {
-    "score_S": "alignment score S = log(π⁺/π⁻)",
-    "pi_pos": "exact π⁺ (aligned share of A ∪ N)",
-    "sampled_rate": "sampled aligned rate (world labeller)",
-    "vader": "VADER compound (samples)",
-    "kl_to_base": "KL(model ‖ base), nats (sampled sequences)",
-    "kl_ref_to_base": "KL(model ‖ base) over A ∪ N, nats (exact)",
-    "score": "scorer mean on samples (first of data.scorers)",
-}
-
 
 def figures(df: pd.DataFrame, cfg: ReboundConfig) -> list:
-    from ..report.figures import curve_figure
+    from ..report.figures import rebound_figures
 
-    out = []
-    for world in sorted(df.world.unique()):
-        sub = df[df.world == world]
-        for metric, label in METRIC_LABELS.items():
-            if metric in sub.columns and not sub[metric].isna().all():
-                out.append((f"rebound_{world}_{metric}", curve_figure(
-                    sub, x="n_opposing", y=metric, hue="n_aligned", base_level=not metric.startswith("kl"),
-                    title=f"rebound · {world}", xlabel="opposing examples n⁻", ylabel=label, hue_label="n⁺")))
-    return out
+    return rebound_figures(df, "rebound")
 
 
 # ----------------------------------------------------------------------------- claims of other protocols
-
-
-def seen_from_first_side(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of a reversed run as seen from the side its first stage aligned to (the opposing one):
-    S → −S, π⁺ → 1 − π⁺ and the sampled aligned rate → 1 − rate, so that the first stage raises
-    the score and the second lowers it, as in the forward protocol. KL columns are unchanged."""
-    out = df.copy()
-    if "score_S" in out:
-        out["score_S"] = -out["score_S"]
-    for col in ("pi_pos", "sampled_rate"):
-        if col in out:
-            out[col] = 1.0 - out[col]
-    return out
-
-
-def renamed(claims_: list[Claim], prefix: str, note: str = "", paper: str = "") -> list[Claim]:
-    """Rebound's claims under another id prefix (``rebound.X`` → ``PREFIX.X``), with ``note``
-    prepended to each statement and ``paper`` (when given) replacing the paper's reference."""
-    out = []
-    for c in claims_:
-        rest = c.id.split(".", 1)[1] if "." in c.id else c.id
-        out.append(dataclasses.replace(c, id=f"{prefix}.{rest}", statement=f"{note}{c.statement}",
-                                       paper=paper or c.paper))
-    return out
 
 
 def direction_claims(df: pd.DataFrame, cfg: ReboundConfig) -> list[Claim]:

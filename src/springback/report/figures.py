@@ -216,3 +216,29 @@ def axis_figures(df: pd.DataFrame, cells: pd.DataFrame, ref_budget, ref_size, me
         out.append((f"scaling_{world}_summary", trend_figure(
             rows, measures, title=f"scaling · {world}: elasticity measures (mean, 95% CI over seeds)", hue="n_aligned")))
     return out
+
+
+METRIC_LABELS = {
+    "score_S": "alignment score S = log(π⁺/π⁻)",
+    "pi_pos": "exact π⁺ (aligned share of A ∪ N)",
+    "sampled_rate": "sampled aligned rate (world labeller)",
+    "vader": "VADER compound (samples)",
+    "kl_to_base": "KL(model ‖ base), nats (sampled sequences)",
+    "kl_ref_to_base": "KL(model ‖ base) over A ∪ N, nats (exact)",
+    "score": "scorer mean on samples (first of data.scorers)",
+}
+
+
+
+def rebound_figures(df: pd.DataFrame, name: str, title: str = "") -> list:
+    """Rebound curves of every measured metric of :data:`METRIC_LABELS`, one figure per world:
+    [(f"{name}_{world}_{metric}", Figure)], hue n⁺, the base level dashed (not for KL)."""
+    out = []
+    for world in sorted(df.world.unique()):
+        sub = df[df.world == world]
+        for metric, label in METRIC_LABELS.items():
+            if metric in sub.columns and not sub[metric].isna().all():
+                out.append((f"{name}_{world}_{metric}", curve_figure(
+                    sub, x="n_opposing", y=metric, hue="n_aligned", base_level=not metric.startswith("kl"),
+                    title=f"{title or name} · {world}", xlabel="opposing examples n⁻", ylabel=label, hue_label="n⁺")))
+    return out
