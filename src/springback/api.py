@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -130,12 +131,60 @@ def run(
     out: str | Path = DEFAULT_OUT,
     progress: bool = True,
     fields: dict[str, Any] | None = None,
+    executor: str | Any | None = None,
 ) -> Path:
     """Run one experiment (resuming a finished or partial run of the same config); returns its directory.
 
-    ``fields``: config values by dotted key (applied after ``config``, before ``sets``)."""
-    from .pipeline import RunContext, execute
+    ``fields``: config values by dotted key (applied after ``config``, before ``sets``).
+    ``executor``: where the cells run — ``"local"`` (a process per core; the default), ``"serial"``,
+    ``"slurm"``, ``"ray"``, or an :class:`~springback.pipeline.executors.ExecutorConfig`;
+    ``executor.KEY=VALUE`` items in ``sets`` set its options. Neither changes any result."""
+    from .pipeline.runner import execute_runs
 
+    sets, ex_cfg = _split_executor(sets, executor)
+    job = _plan(experiment, preset, config, sets, fields, out)
+    with RunLock(job.run_dir) if runtime.is_main_process() else _null():
+        ctx = _open(job, progress)
+        t0 = time.perf_counter()
+        execute_runs([(ctx, job.cells)], ex_cfg)
+        _finish(job, ctx, time.perf_counter() - t0, ex_cfg)
+    return job.run_dir
+
+
+def _split_executor(sets: list[str] | None, executor: str | Any | None) -> tuple[list[str], Any]:
+    """(experiment ``--set`` items, executor config): ``executor.*`` items never reach a config hash."""
+    import multiprocessing
+
+    from .pipeline.executors import ExecutorConfig, executor_config, split_sets
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker process is starting and re-imports the user's script (multiprocessing's spawn).
+        raise SpringbackError("springback was called while a worker process started: put the script's "
+                              "top-level code under `if __name__ == \"__main__\":` (or use executor='serial')")
+    exp_sets, ex_sets = split_sets(sets or [])
+    if isinstance(executor, ExecutorConfig):
+        if ex_sets:
+            raise ConfigError("give executor options either in the ExecutorConfig or as executor.* sets, not both")
+        return exp_sets, executor
+    return exp_sets, executor_config(executor, ex_sets)
+
+
+@dataclasses.dataclass
+class _Job:
+    """One experiment's resolved run: config, cells and run directory."""
+
+    exp: Any
+    cfg: Any
+    cells: list
+    run_dir: Path
+    out: Path
+    preset: str | None
+    started: float = 0.0
+
+
+def _plan(experiment: str, preset: str | None, config: str | Path | None, sets: list[str] | None,
+          fields: dict[str, Any] | None, out: str | Path) -> _Job:
+    """Resolve and check everything before any work: config, cells, their data, the output folder."""
     exp = get_experiment(experiment)
     cfg = resolve_config(experiment, preset, config, sets, fields)
     exp.check(cfg)
@@ -143,23 +192,29 @@ def run(
     check_cells(cells)  # bad data: one line, before any training and before the run directory exists
     out = Path(out)
     check_writable(out)
-    run_dir = run_dir_for(experiment, cfg, out)
-    with RunLock(run_dir) if runtime.is_main_process() else _null():
-        started = time.time()
-        t0 = time.perf_counter()
-        if runtime.is_main_process():
-            atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-            RecordLog(run_dir / "records.jsonl").repair()
-        runtime.wait_for_everyone()
-        ctx = RunContext(run_dir, out / "_cache", progress=progress)
-        execute(cells, ctx)
-        run_seconds = time.perf_counter() - t0
-        if runtime.is_main_process():
-            finalize(run_dir, exp, cfg, timings={"run_s": run_seconds, "cells_run": ctx.cells_run,
-                                                   "cells_skipped": ctx.cells_skipped, "cell_s": ctx.timings},
-                     started=started, preset=preset)
-        runtime.wait_for_everyone()
-    return run_dir
+    return _Job(exp, cfg, cells, run_dir_for(experiment, cfg, out), out, preset)
+
+
+def _open(job: _Job, progress: bool) -> Any:
+    """Write the run's config, repair its records after a crash; the run's context (lock held)."""
+    from .pipeline import RunContext
+
+    job.started = time.time()
+    if runtime.is_main_process():
+        atomic_write_text(job.run_dir / "config.yaml", dump_yaml(job.cfg))
+        RecordLog(job.run_dir / "records.jsonl").repair()
+    runtime.wait_for_everyone()
+    return RunContext(job.run_dir, job.out / "_cache", progress=progress)
+
+
+def _finish(job: _Job, ctx: Any, run_seconds: float, ex_cfg: Any, shared: list[str] | None = None) -> None:
+    if runtime.is_main_process():
+        timings = {"run_s": run_seconds, "cells_run": ctx.cells_run, "cells_skipped": ctx.cells_skipped,
+                   "cell_s": ctx.timings, "executor": ex_cfg.kind}
+        if shared:
+            timings["run_s_shared_with"] = shared  # one pool ran these experiments' cells together
+        finalize(job.run_dir, job.exp, job.cfg, timings=timings, started=job.started, preset=job.preset)
+    runtime.wait_for_everyone()
 
 
 class _null:
@@ -234,14 +289,20 @@ def load_config(run_dir: str | Path) -> dict:
 
 
 def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments: list[str] | None = None,
-              progress: bool = True, sets: list[str] | None = None) -> Path:
+              progress: bool = True, sets: list[str] | None = None, executor: str | Any | None = None) -> Path:
     """Run every registered experiment with ``preset`` and write ``OUT/report.html`` and ``report.md``.
 
-    ``sets`` are ``EXPERIMENT:key=value`` overrides for one experiment each.
+    ``sets`` are ``EXPERIMENT:key=value`` overrides for one experiment each (and ``executor.KEY=VALUE``
+    items for the executor). All experiments' cells go through one executor, so the workers stay
+    busy across experiments and a base that several experiments share is built once, first.
     """
+    import contextlib
+
     from .experiments import EXPERIMENTS
+    from .pipeline.runner import execute_runs
     from .report import write_report
 
+    sets, ex_cfg = _split_executor(sets, executor)
     names = experiments or [n for n, e in EXPERIMENTS.items() if e.in_reproduce]
     for name in names:
         get_experiment(name)  # fail on a bad name before any work
@@ -256,14 +317,24 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
     for name in names:  # validate every config before any work starts
         resolve_config(name, preset, None, per_exp[name])
     check_writable(out)
-    run_dirs = []
-    part_s = {}
-    for name in names:
+    jobs = [_plan(name, preset, None, per_exp[name], None, out) for name in names]
+    part_s: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        if runtime.is_main_process():
+            for job in jobs:
+                stack.enter_context(RunLock(job.run_dir))
+        ctxs = [_open(job, progress) for job in jobs]
         t0 = time.perf_counter()
-        run_dirs.append(run(name, preset=preset, sets=per_exp[name], out=out, progress=progress))
-        part_s[name] = time.perf_counter() - t0
+        execute_runs([(ctx, job.cells) for ctx, job in zip(ctxs, jobs)], ex_cfg)
+        run_s = time.perf_counter() - t0
+        for job, ctx in zip(jobs, ctxs):
+            t1 = time.perf_counter()
+            _finish(job, ctx, run_s, ex_cfg, shared=names if len(names) > 1 else None)
+            # Per experiment: its cells' seconds (summed over workers) plus its analysis.
+            part_s[job.exp.name] = sum(ctx.timings.values()) + time.perf_counter() - t1
+        part_s["total"] = time.perf_counter() - t0
     if runtime.is_main_process():
-        return write_report(run_dirs, Path(out), wall_s=part_s)
+        return write_report([job.run_dir for job in jobs], Path(out), wall_s=part_s)
     return Path(out) / "report.html"
 
 

@@ -124,7 +124,15 @@ def _config_args(p: argparse.ArgumentParser, set_example: str) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="experiment name (see `springback list`)")
     _config_args(p, "--set seeds=[0,1] --set align.lr=1e-4")
+    _executor_arg(p)
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the run directory, then exit")
+
+
+def _executor_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default=None, choices=["local", "serial", "slurm", "ray", "auto"],
+                   help="where cells run: local (worker processes, one per core; default), serial (this process; "
+                        "`accelerate launch`), slurm (submitit job arrays), ray; options via --set executor.KEY=VALUE, "
+                        "e.g. executor.partition=gpu executor.gpus_per_task=1 (they change no result)")
 
 
 @command("run", "run one experiment; prints the run directory as its last line")
@@ -133,14 +141,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import api
     from .config import dump_yaml
 
+    from .pipeline.executors import executor_config, split_sets
+
     out = args.out or api.DEFAULT_OUT
-    cfg = api.resolve_config(args.experiment, args.preset, args.config, args.sets)
+    exp_sets, ex_sets = split_sets(args.sets)
+    cfg = api.resolve_config(args.experiment, args.preset, args.config, exp_sets)
+    ex_cfg = executor_config(args.executor, ex_sets)  # bad executor options fail before any work too
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         print(api.run_dir_for(args.experiment, cfg, out))
         return 0
-    run_dir = api.run(args.experiment, preset=args.preset, config=args.config, sets=args.sets, out=out,
-                      progress=not args.quiet)
+    run_dir = api.run(args.experiment, preset=args.preset, config=args.config, sets=exp_sets, out=out,
+                      progress=not args.quiet, executor=ex_cfg)
     from . import runtime
 
     if runtime.is_main_process():
@@ -169,6 +181,7 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="EXPERIMENT:KEY=VALUE",
                    help="override one config value of one experiment, e.g. --set rebound:seeds=[0,1] (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _executor_arg(p)
 
 
 @command("reproduce", "run every claim of both papers on the embedded default and write report.html")
@@ -177,7 +190,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from . import api
 
     path = api.reproduce(preset=args.preset, out=args.out or api.DEFAULT_OUT, experiments=args.only,
-                         progress=not args.quiet, sets=args.sets)
+                         progress=not args.quiet, sets=args.sets, executor=args.executor)
     print(path)
     return 0
 
