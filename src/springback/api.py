@@ -37,8 +37,13 @@ def resolve_config(
     fields: dict[str, Any] | None = None,
 ) -> Any:
     """The validated config an experiment would run with: defaults ← preset ← file ← ``fields``
-    (dotted keys, e.g. CLI flags; empty values are skipped) ← ``--set`` overrides."""
+    (dotted keys, e.g. CLI flags; empty values are skipped) ← ``--set`` overrides
+    (``executor.*`` items are executor options: checked, not part of the config)."""
+    from .pipeline.executors import executor_config, split_sets
+
     exp = get_experiment(experiment)
+    sets, ex_sets = split_sets(sets or [])
+    executor_config(None, ex_sets)  # executor options: checked here, never part of the config
     cfg = resolve(exp.config_cls, exp.presets, preset, config, sets, fields)
     validate_names(cfg)
     return cfg

@@ -27,6 +27,7 @@ import dataclasses
 import os
 import pickle
 import shutil
+import socket
 import time
 import traceback
 from pathlib import Path
@@ -114,6 +115,7 @@ class Outcome:
 
     seconds: float
     error: dict | None = None
+    worker: str = ""  # host:pid of the process that ran it (the scheduler's affinity hint)
 
 
 def staged_path(run_dir: str | Path, cell_id: str) -> Path:
@@ -153,6 +155,12 @@ def _setup(env: tuple[tuple[str, str], ...]) -> None:
 
 def run_task(task: BaseTask | CellTask) -> Outcome:
     """Run one task in a worker (any executor but ``serial``)."""
+    out = _run_task(task)
+    out.worker = f"{socket.gethostname()}:{os.getpid()}"
+    return out
+
+
+def _run_task(task: BaseTask | CellTask) -> Outcome:
     t0 = time.perf_counter()
     try:
         _setup(task.env)

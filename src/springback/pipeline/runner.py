@@ -180,7 +180,9 @@ def _base_build(cell: Cell) -> BaseSpec | None:
 
 class _Scheduler:
     """Feeds an executor: every missing pre-trained base first (they unblock the most cells),
-    then each cell as soon as its base is cached, in cell order; commits rows in cell order."""
+    then each cell as soon as its base is cached, in cell order, except that a worker that just
+    finished gets, if one is ready, a cell on the same base (still in its memo: no reload);
+    commits rows in cell order whatever order they arrive in."""
 
     def __init__(self, runs: list[tuple[Any, list[Cell]]], ex: Executor):
         self.ex, self.env = ex, task_env()
@@ -205,8 +207,9 @@ class _Scheduler:
         self.pos = [0] * len(self.runs)
 
     # -------------------------------------------------------------- plan
-    def _tasks(self) -> tuple[list[tuple[str, BaseTask]], list[tuple[int, Cell, str, str | None]]]:
-        """(missing base builds by key, cells to run with the key of the base they wait for)."""
+    def _tasks(self) -> tuple[list[tuple[str, BaseTask]], list[tuple[int, Cell, str, str | None, str | None]]]:
+        """(missing base builds by key; cells to run with the key of the base they wait for
+        (None when cached or none) and the key of their base (None when none))."""
         bases: dict[str, BaseTask] = {}
         cells = []
         for r, (ctx, left) in enumerate(self.runs):
@@ -214,26 +217,28 @@ class _Scheduler:
             for cell, cid in left:
                 if cid in self.received:
                     continue
-                need = None
+                need = group = None
                 build = _base_build(cell)
                 if build is not None:
-                    key = stable_hash(build, 16)
-                    if key in bases:
-                        need = key
+                    group = stable_hash(build, 16)
+                    if group in bases:
+                        need = group
                     else:
                         try:
                             base_path(probe_ctx, cell.base)
                         except _Missing:
-                            need = key
-                            bases[key] = BaseTask(build, str(ctx.run_dir), str(ctx.cache_dir), self.env)
-                cells.append((r, cell, cid, need))
+                            need = group
+                            bases[group] = BaseTask(build, str(ctx.run_dir), str(ctx.cache_dir), self.env)
+                cells.append((r, cell, cid, need, group))
         return list(bases.items()), cells
 
     # -------------------------------------------------------------- run
     def run(self) -> None:
         bases, cells = self._tasks()
         built: set[str] = set()
-        in_flight: dict[Any, tuple[str, Any]] = {}  # handle -> ("base", key) | ("cell", (r, cell, cid))
+        in_flight: dict[Any, tuple[str, Any]] = {}  # handle -> ("base", key) | ("cell", cells item)
+        last_group: dict[str, str | None] = {}  # worker -> base key of its last task
+        freed: list[str] = []  # workers that just finished a task, in order
         failure: BaseException | None = None
         self._flush()
         try:
@@ -243,9 +248,20 @@ class _Scheduler:
                 while bases and free > len(batch):
                     key, task = bases.pop(0)
                     batch.append(("base", key, task))
-                for item in [c for c in cells if c[3] is None or c[3] in built][: max(0, free - len(batch))]:
+                ready = [c for c in cells if c[3] is None or c[3] in built]
+                picks: list = []
+                for worker in freed:  # a freed worker takes a cell on the base it has loaded, if any
+                    if len(batch) + len(picks) >= free:
+                        break
+                    same = [c for c in ready if c[4] is not None and c[4] == last_group.get(worker) and c not in picks]
+                    if same:
+                        picks.append(same[0])
+                picks += [c for c in ready if c not in picks][: max(0, free - len(batch) - len(picks))]
+                picks.sort(key=cells.index)
+                freed = []
+                for item in picks:
                     cells.remove(item)
-                    r, cell, cid, _ = item
+                    r, cell, cid = item[:3]
                     ctx = self.runs[r][0]
                     batch.append(("cell", item, CellTask(cell, cid, str(ctx.run_dir), str(ctx.cache_dir), self.env)))
                 if batch:
@@ -263,10 +279,12 @@ class _Scheduler:
                                          "to redo the rest") from None
                     if out.error is not None:
                         raise self._failed(kind, what, out.error)
+                    last_group[out.worker] = what if kind == "base" else what[4]
+                    freed.append(out.worker)
                     if kind == "base":
                         built.add(what)
                     else:
-                        r, cell, cid, _ = what
+                        r, cell, cid = what[:3]
                         ctx = self.runs[r][0]
                         name = cell.name or cid
                         ctx.timings[name] = ctx.timings.get(name, 0.0) + out.seconds
@@ -298,7 +316,7 @@ class _Scheduler:
         if kind == "base":
             name = "pre-training a base"
         else:
-            r, cell, cid, _ = what
+            r, cell, cid = what[:3]
             name = cell.name or cid
             if error["kind"] == "divergence":
                 self.runs[r][0].mark_failed(cid, cell.name, {"stage": error["stage"], "step": error["step"],
