@@ -137,6 +137,9 @@ def _execute_serial(runs: list[tuple[Any, list[Cell]]]) -> None:
     try:
         for ctx, left in todo:
             for cell, cid in left:
+                if ctx.is_done(cid):  # the same cell listed twice: its rows are written once
+                    bar.update(1)
+                    continue
                 t0 = time.perf_counter()
                 try:
                     rows = run_cell(cell, ctx)
@@ -228,13 +231,17 @@ class _Scheduler:
                             base_path(probe_ctx, cell.base)
                         except _Missing:
                             need = group
-                            bases[group] = BaseTask(build, str(ctx.run_dir), str(ctx.cache_dir), self.env)
+                            # The cell's own spec: building one snapshot of a run builds them all.
+                            bases[group] = BaseTask(cell.base, str(ctx.run_dir), str(ctx.cache_dir), self.env)
                 cells.append((r, cell, cid, need, group))
         return list(bases.items()), cells
 
     # -------------------------------------------------------------- run
     def run(self) -> None:
         bases, cells = self._tasks()
+        n_bases = len(bases)
+        if n_bases:
+            self.bar.set_postfix_str(f"bases 0/{n_bases}")
         built: set[str] = set()
         in_flight: dict[Any, tuple[str, Any]] = {}  # handle -> ("base", key) | ("cell", cells item)
         last_group: dict[str, str | None] = {}  # worker -> base key of its last task
@@ -283,6 +290,7 @@ class _Scheduler:
                     freed.append(out.worker)
                     if kind == "base":
                         built.add(what)
+                        self.bar.set_postfix_str(f"bases {len(built)}/{n_bases}")
                     else:
                         r, cell, cid = what[:3]
                         ctx = self.runs[r][0]
