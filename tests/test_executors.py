@@ -214,6 +214,15 @@ def test_bases_are_built_first_once_each_and_cells_wait_for_theirs(tmp_path):
     assert seeds == [float(c.seed) for c in cells]
 
 
+def test_each_run_is_reported_done_once_with_all_its_rows(tmp_path):
+    runs = [(RunContext(tmp_path / f"run{i}", tmp_path / "_cache", progress=False), fake_cells(n))
+            for i, n in enumerate([3, 0, 2])]
+    seen = []
+    execute_runs(runs, RecordingExecutor(slots=2, reverse=True),
+                 on_done=lambda i: seen.append((i, len(runs[i][0].records.rows()))))
+    assert sorted(seen) == [(0, 3), (1, 0), (2, 2)]
+
+
 def test_a_cached_base_is_not_rebuilt(tmp_path):
     from springback.config import stable_hash
     from springback.pipeline.context import cache_entry
@@ -336,14 +345,22 @@ def test_records_identical_serial_vs_ray(serial_tiny, tmp_path):
 
 
 def test_reproduce_shares_one_executor_across_experiments(tmp_path, monkeypatch):
-    """Every experiment's cells reach the executor in one call (one pool for the whole reproduce)."""
+    """Every experiment's cells reach the executor in one call, and each experiment is analysed
+    as soon as its cells are in (here: a stand-in that reports each run done at once)."""
     import springback.pipeline.runner as runner
+    import springback.report as report
     from springback import reproduce
 
     calls = []
-    monkeypatch.setattr(runner, "execute_runs", lambda runs, ex: calls.append((len(runs), ex.kind)))
-    import springback.report as report
 
+    def fake(runs, ex, on_done):
+        calls.append((len(runs), ex.kind))
+        for i in range(len(runs)):
+            on_done(i)
+
+    monkeypatch.setattr(runner, "execute_runs", fake)
     monkeypatch.setattr(report, "write_report", lambda *a, **k: tmp_path / "report.html")
-    reproduce(out=tmp_path, experiments=["theory", "dynamics"], sets=["executor.workers=2"], progress=False)
-    assert calls == [(2, "auto")]
+    reproduce(out=tmp_path, experiments=["theory", "dynamics"], sets=["executor.workers=2"], progress=False,
+              executor="serial")
+    assert calls == [(2, "serial")]
+    assert len(list(tmp_path.glob("*/result.json"))) == 2

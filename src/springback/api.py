@@ -217,7 +217,9 @@ def _finish(job: _Job, ctx: Any, run_seconds: float, ex_cfg: Any, shared: list[s
         timings = {"run_s": run_seconds, "cells_run": ctx.cells_run, "cells_skipped": ctx.cells_skipped,
                    "cell_s": ctx.timings, "executor": ex_cfg.kind}
         if shared:
-            timings["run_s_shared_with"] = shared  # one pool ran these experiments' cells together
+            # One executor ran these experiments' cells together: run_s is when this one's last
+            # cell was in, counted from the shared start; cell_s are each cell's own seconds.
+            timings["run_s_shared_with"] = shared
         finalize(job.run_dir, job.exp, job.cfg, timings=timings, started=job.started, preset=job.preset)
     runtime.wait_for_everyone()
 
@@ -322,6 +324,9 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
     for name in names:  # validate every config before any work starts
         resolve_config(name, preset, None, per_exp[name])
     check_writable(out)
+    from .pipeline.executors import start_early
+
+    executor = start_early(ex_cfg)  # a local pool's workers start while the runs are planned
     jobs = [_plan(name, preset, None, per_exp[name], None, out) for name in names]
     part_s: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
@@ -330,13 +335,16 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
                 stack.enter_context(RunLock(job.run_dir))
         ctxs = [_open(job, progress) for job in jobs]
         t0 = time.perf_counter()
-        execute_runs([(ctx, job.cells) for ctx, job in zip(ctxs, jobs)], ex_cfg)
-        run_s = time.perf_counter() - t0
-        for job, ctx in zip(jobs, ctxs):
+
+        def analyse(i: int) -> None:
+            """An experiment whose cells are all in: analysed now, while the workers run the others'."""
+            job, ctx = jobs[i], ctxs[i]
             t1 = time.perf_counter()
-            _finish(job, ctx, run_s, ex_cfg, shared=names if len(names) > 1 else None)
-            # Per experiment: its cells' seconds (summed over workers) plus its analysis.
-            part_s[job.exp.name] = sum(ctx.timings.values()) + time.perf_counter() - t1
+            _finish(job, ctx, t1 - t0, ex_cfg, shared=names if len(names) > 1 else None)
+            part_s[job.exp.name] = t1 - t0  # when its last cell was in (the pool is shared)
+            part_s[f"{job.exp.name} analysis"] = time.perf_counter() - t1
+
+        execute_runs([(ctx, job.cells) for ctx, job in zip(ctxs, jobs)], executor, on_done=analyse)
         part_s["total"] = time.perf_counter() - t0
     if runtime.is_main_process():
         return write_report([job.run_dir for job in jobs], Path(out), wall_s=part_s)

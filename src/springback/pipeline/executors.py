@@ -245,6 +245,11 @@ class LocalExecutor:
     def fingerprint(self) -> dict:
         return runtime.fingerprint()  # same machine, same thread count
 
+    def warm(self) -> None:
+        """Start the worker processes now (their imports overlap with the caller's planning)."""
+        for _ in range(self.slots):
+            self._pool.submit(probe, task_env())
+
     def submit(self, tasks: list[Any]) -> list[cf.Future]:
         futures = [self._pool.submit(run_task, t) for t in tasks]
         self._futures += futures
@@ -438,6 +443,16 @@ def resolve_kind(cfg: ExecutorConfig) -> str:
         raise ConfigError(f"executor '{cfg.kind}' cannot run under a multi-process `accelerate launch` "
                           "(the processes train together): use --executor serial")
     return cfg.kind
+
+
+def start_early(cfg: ExecutorConfig) -> ExecutorConfig | Executor:
+    """A local pool started now, with its workers importing while the caller plans the run
+    (``reproduce``); any other kind is returned as is, to be started when the cells are known."""
+    if resolve_kind(cfg) != "local":
+        return cfg
+    ex = LocalExecutor(cfg)
+    ex.warm()
+    return ex
 
 
 def make_executor(cfg: ExecutorConfig, default_folder: Path) -> Executor | None:

@@ -98,23 +98,27 @@ def execute(cells: Iterable[Cell], ctx: Any, executor: ExecutorConfig | Executor
     execute_runs([(ctx, cells)], executor)
 
 
-def execute_runs(runs: Sequence[tuple[Any, Iterable[Cell]]], executor: ExecutorConfig | Executor | None = None) -> None:
+def execute_runs(runs: Sequence[tuple[Any, Iterable[Cell]]], executor: ExecutorConfig | Executor | None = None,
+                 on_done: Callable[[int], None] | None = None) -> None:
     """:func:`execute` for several runs through one executor (``springback reproduce``: the
     experiments' cells share workers and pre-trained bases). Each run's rows are committed to its
-    own context in its own cell order, so every ``records.jsonl`` is the same as a serial run's."""
+    own context in its own cell order, so every ``records.jsonl`` is the same as a serial run's.
+    ``on_done(i)`` is called (main process) as soon as run i's cells are all committed, e.g. to
+    analyse it while the workers compute the other runs."""
     runs = [(ctx, list(cells)) for ctx, cells in runs]
+    on_done = on_done or (lambda i: None)
     if executor is None or isinstance(executor, ExecutorConfig):
         cfg = executor or ExecutorConfig(kind="serial")
         kind = resolve_kind(cfg)
         if kind == "local" and cfg.kind == "auto" and _n_todo(runs, runtime.fingerprint()) <= 1:
             kind = "serial"  # one cell: starting worker processes would only cost time
         if kind == "serial":
-            _execute_serial(runs)
+            _execute_serial(runs, on_done)
             return
         ex = make_executor(dataclasses.replace(cfg, kind=kind), Path(runs[0][0].cache_dir).parent / "_slurm")
     else:
         ex = executor
-    _Scheduler(runs, ex).run()
+    _Scheduler(runs, ex, on_done).run()
 
 
 def _n_todo(runs: list[tuple[Any, list[Cell]]], fp: dict) -> int:
@@ -126,7 +130,7 @@ def _progress_bar(runs: list, total: int, initial: int) -> Any:
     return tqdm(total=total, initial=initial, desc="cells", unit="cell", disable=not show, leave=False)
 
 
-def _execute_serial(runs: list[tuple[Any, list[Cell]]]) -> None:
+def _execute_serial(runs: list[tuple[Any, list[Cell]]], on_done: Callable[[int], None]) -> None:
     """Every cell in this process, in order (every rank of an ``accelerate launch`` runs each one)."""
     plan = [(ctx, [(c, cell_id(c)) for c in cells]) for ctx, cells in runs]
     todo = [(ctx, [(c, i) for c, i in cells if not ctx.is_done(i)]) for ctx, cells in plan]
@@ -135,7 +139,7 @@ def _execute_serial(runs: list[tuple[Any, list[Cell]]]) -> None:
         ctx.cells_skipped += len(cells) - len(left)
     bar = _progress_bar(runs, total, total - sum(len(left) for _, left in todo))
     try:
-        for ctx, left in todo:
+        for r, (ctx, left) in enumerate(todo):
             for cell, cid in left:
                 if ctx.is_done(cid):  # the same cell listed twice: its rows are written once
                     bar.update(1)
@@ -150,6 +154,7 @@ def _execute_serial(runs: list[tuple[Any, list[Cell]]]) -> None:
                 ctx.timings[cell.name or cid] = ctx.timings.get(cell.name or cid, 0.0) + time.perf_counter() - t0
                 ctx.commit(cid, rows)
                 bar.update(1)
+            on_done(r)
     finally:
         bar.close()
 
@@ -187,8 +192,10 @@ class _Scheduler:
     finished gets, if one is ready, a cell on the same base (still in its memo: no reload);
     commits rows in cell order whatever order they arrive in."""
 
-    def __init__(self, runs: list[tuple[Any, list[Cell]]], ex: Executor):
-        self.ex, self.env = ex, task_env()
+    def __init__(self, runs: list[tuple[Any, list[Cell]]], ex: Executor, on_done: Callable[[int], None]):
+        self.ex, self.env, self.on_done = ex, task_env(), on_done
+        self.reported: set[int] = set()
+        self.failed = False
         fp = ex.fingerprint()
         self.runs = []  # per run: (ctx, [(cell, cid)] not yet committed, in order)
         total = skipped = 0
@@ -205,7 +212,7 @@ class _Scheduler:
             total, skipped = total + len(cells), skipped + len(cells) - len(left)
             self.runs.append((ctx, left))
             _clean_staged(ctx.run_dir, {cid for _, cid in left})
-        self.received = {cid for ctx, left in self.runs for _, cid in left if staged_path(ctx.run_dir, cid).exists()}
+        self.received = self._staged()  # (run, cell id) whose rows wait in the run directory
         self.bar = _progress_bar(runs, total, skipped + len(self.received))
         self.pos = [0] * len(self.runs)
 
@@ -218,7 +225,7 @@ class _Scheduler:
         for r, (ctx, left) in enumerate(self.runs):
             probe_ctx = _CacheProbe(ctx.cache_dir)
             for cell, cid in left:
-                if cid in self.received:
+                if (r, cid) in self.received:
                     continue
                 need = group = None
                 build = _base_build(cell)
@@ -247,6 +254,7 @@ class _Scheduler:
         last_group: dict[str, str | None] = {}  # worker -> base key of its last task
         freed: list[str] = []  # workers that just finished a task, in order
         failure: BaseException | None = None
+        self.failed = False
         self._flush()
         try:
             while bases or cells or in_flight:
@@ -296,28 +304,36 @@ class _Scheduler:
                         ctx = self.runs[r][0]
                         name = cell.name or cid
                         ctx.timings[name] = ctx.timings.get(name, 0.0) + out.seconds
-                        self.received.add(cid)
+                        self.received.add((r, cid))
                         self.bar.update(1)
                         self._flush()
         except BaseException as exc:
-            failure = exc
+            failure, self.failed = exc, True
             raise
         finally:
             self.ex.close(cancel=failure is not None)
             if failure is not None:  # keep what finished meanwhile (staged cells are not redone)
-                self.received |= {cid for ctx, left in self.runs for _, cid in left
-                                  if staged_path(ctx.run_dir, cid).exists()}
+                self.received |= self._staged()
                 self._flush()
             self.bar.close()
 
+    def _staged(self) -> set[tuple[int, str]]:
+        return {(r, cid) for r, (ctx, left) in enumerate(self.runs) for _, cid in left
+                if staged_path(ctx.run_dir, cid).exists()}
+
     def _flush(self) -> None:
-        """Commit, per run, the longest prefix of cells whose rows have arrived (cell order)."""
+        """Commit, per run, the longest prefix of cells whose rows have arrived (cell order);
+        report each run whose cells are all committed."""
         for r, (ctx, left) in enumerate(self.runs):
-            while self.pos[r] < len(left) and left[self.pos[r]][1] in self.received:
+            while self.pos[r] < len(left) and (r, left[self.pos[r]][1]) in self.received:
                 cid = left[self.pos[r]][1]
                 ctx.commit(cid, read_staged(ctx.run_dir, cid))
                 staged_path(ctx.run_dir, cid).unlink(missing_ok=True)
                 self.pos[r] += 1
+        for r, (ctx, left) in enumerate(self.runs):
+            if self.pos[r] == len(left) and r not in self.reported and not self.failed:
+                self.reported.add(r)
+                self.on_done(r)
 
     def _failed(self, kind: str, what: Any, error: dict) -> BaseException:
         """The exception to raise in the main process for a task's error."""
