@@ -223,6 +223,26 @@ def test_each_run_is_reported_done_once_with_all_its_rows(tmp_path):
     assert sorted(seen) == [(0, 3), (1, 0), (2, 2)]
 
 
+def test_a_diverging_base_fails_the_first_cell_that_needs_it(tmp_path):
+    from springback.errors import DivergenceError
+
+    class Diverging(RecordingExecutor):
+        def outcome(self, handle) -> Outcome:
+            if isinstance(handle.task, BaseTask) and handle.task.spec.pretrain["seed"] == 1:
+                self._live.remove(handle)
+                return Outcome(0.0, {"kind": "divergence", "stage": "pretrain sentiment/nano/s1", "step": 2,
+                                     "loss": float("nan"), "message": "diverged"})
+            return super().outcome(handle)
+
+    cells = _pretrained_cells([0, 1], per_seed=2)
+    (tmp_path / "run").mkdir()  # as api.run makes it
+    ctx = RunContext(tmp_path / "run", tmp_path / "_cache", progress=False)
+    with pytest.raises(DivergenceError, match="stage 'pretrain sentiment/nano/s1' at step 2.*'s1c0' marked failed"):
+        execute(cells, ctx, Diverging(slots=1))
+    failed = (ctx.run_dir / "failed_cells.jsonl").read_text().splitlines()
+    assert len(failed) == 1 and '"name": "s1c0"' in failed[0] and '"stage": "pretrain sentiment/nano/s1"' in failed[0]
+
+
 def test_a_cached_base_is_not_rebuilt(tmp_path):
     from springback.config import stable_hash
     from springback.pipeline.context import cache_entry
@@ -292,8 +312,10 @@ def test_slurm_debug_executor_matches_serial(tmp_path):
 
 
 @pytest.mark.slow
-def test_slurm_local_executor_runs_job_processes(tmp_path):
+def test_slurm_local_executor_runs_job_processes(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
+    here = str(Path(__file__).parent)  # job processes import this module for fake_rows
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
     serial = run_fake(tmp_path / "serial", fake_cells(2), None)
     cfg = ExecutorConfig(kind="slurm", cluster="local", folder=str(tmp_path / "jobs"), poll_s=0.2, timeout_min=5)
     assert records(run_fake(tmp_path / "slurm", fake_cells(2), cfg)) == records(serial)
@@ -325,7 +347,7 @@ def test_records_identical_serial_vs_two_local_workers(serial_tiny, tmp_path):
 
     run_dir = run("rebound", sets=TINY + ["executor.workers=2"], out=tmp_path, progress=False, executor="local")
     assert records(run_dir) == serial_tiny
-    assert len(list((tmp_path / "_cache" / "bases").iterdir())) == 2  # each base built once
+    assert len([d for d in (tmp_path / "_cache" / "bases").iterdir() if not d.name.startswith(".")]) == 2
 
 
 @pytest.mark.slow

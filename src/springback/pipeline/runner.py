@@ -246,6 +246,7 @@ class _Scheduler:
     # -------------------------------------------------------------- run
     def run(self) -> None:
         bases, cells = self._tasks()
+        self.cells = cells  # not yet submitted (read by _failed)
         n_bases = len(bases)
         if n_bases:
             self.bar.set_postfix_str(f"bases 0/{n_bases}")
@@ -336,17 +337,20 @@ class _Scheduler:
                 self.on_done(r)
 
     def _failed(self, kind: str, what: Any, error: dict) -> BaseException:
-        """The exception to raise in the main process for a task's error."""
+        """The exception to raise in the main process for a task's error. A base that cannot be
+        built fails the first cell waiting for it, as it would in a serial run."""
         if kind == "base":
-            name = "pre-training a base"
-        else:
-            r, cell, cid = what[:3]
-            name = cell.name or cid
-            if error["kind"] == "divergence":
-                self.runs[r][0].mark_failed(cid, cell.name, {"stage": error["stage"], "step": error["step"],
-                                                             "error": error["message"]})
-                return DivergenceError(error["stage"], error["step"], error["loss"], cell=name)
-        if error["kind"] in ("user", "divergence"):
+            waiting = [c for c in self.cells if c[3] == what]
+            if not waiting:  # cannot happen: a base is built only for a cell that needs it
+                return SpringbackError(f"pre-training a base: {error['message']}")
+            what = waiting[0]
+        r, cell, cid = what[:3]
+        name = cell.name or cid
+        if error["kind"] == "divergence":
+            self.runs[r][0].mark_failed(cid, cell.name, {"stage": error["stage"], "step": error["step"],
+                                                         "error": error["message"]})
+            return DivergenceError(error["stage"], error["step"], error["loss"], cell=name)
+        if error["kind"] == "user":
             return SpringbackError(f"{name}: {error['message']}")
         return RuntimeError(f"{name} failed in a {self.ex.name} worker:\n{error['traceback']}")
 
