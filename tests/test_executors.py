@@ -289,6 +289,33 @@ def test_killed_worker_fails_the_run_and_the_next_run_redoes_only_its_cell(tmp_p
     assert records(tmp_path / "run") == records(serial)
 
 
+@pytest.mark.slow
+def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import time\n"
+        "from springback.pipeline.executors import ExecutorConfig, LocalExecutor, probe\n"
+        "if __name__ == '__main__':\n"
+        "    ex = LocalExecutor(ExecutorConfig(kind='local', workers=2))\n"
+        "    ex.warm()\n"
+        "    ex._pool.submit(time.sleep, 60)\n"
+        "    time.sleep(8)\n"
+        "    print(*ex._pool._processes, flush=True)\n"
+        "    time.sleep(60)\n")
+    main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in main.stdout.readline().split()]
+    assert len(pids) == 2
+    main.kill()
+    main.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+
+
 def test_staged_rows_of_an_interrupted_run_are_committed_not_recomputed(tmp_path):
     cells = fake_cells(3)
     ctx = RunContext(tmp_path / "run", tmp_path / "_cache", progress=False)

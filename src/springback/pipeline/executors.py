@@ -310,8 +310,20 @@ def _close_pools() -> None:
 
 
 def _init_local_worker(slots: Any) -> None:
-    """Each pool process takes one slot's environment (its GPU, its thread count) before torch starts."""
+    """Each pool process takes one slot's environment (its GPU, its thread count) before torch
+    starts, and exits when the main process dies (a SIGKILLed main would otherwise leave its
+    workers blocked on the task queue forever)."""
+    import multiprocessing as mp
+    import threading
+
     os.environ.update(slots.get())
+    parent = mp.parent_process()
+    if parent is not None:
+        def watch() -> None:
+            parent.join()  # returns when the parent exits
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="springback-parent-watch").start()
 
 
 class RayExecutor:
