@@ -302,7 +302,7 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
         "    ex = LocalExecutor(ExecutorConfig(kind='local', workers=2))\n"
         "    ex.warm()\n"
         "    ex._pool.submit(time.sleep, 60)\n"
-        "    time.sleep(8)\n"
+        "    time.sleep(5)\n"
         "    print(*ex._pool._processes, flush=True)\n"
         "    time.sleep(60)\n")
     main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)

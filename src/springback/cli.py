@@ -174,7 +174,7 @@ def _print_claims(run_dir) -> None:
 
 
 def _reproduce_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", help="quick (about 15 minutes on 2 CPU cores) or full (larger machine)")
+    p.add_argument("--preset", default="quick", help="quick (about 6 minutes on 2 CPU cores with the local executor) or full (larger machine)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: springback-runs)")
     p.add_argument("--only", action="append", default=None, metavar="EXPERIMENT",
                    help="run only these experiments (repeatable; default: all)")
