@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs execute in the test process (monkeypatches reach them; no worker pools to start);
+# tests/test_executors.py picks its executors explicitly.
+os.environ.setdefault("SPRINGBACK_EXECUTOR", "serial")
 
 # A rebound config small enough for an end-to-end run in a few seconds.
 TINY_REBOUND = [

@@ -187,3 +187,28 @@ def test_tiny_rebound_logged_to_tensorboard(tiny_rebound_run, tiny_rebound_sets,
     # TensorBoard stores float32: the logged losses are the run's, rounded to float32.
     assert sorted(logged) == sorted((s, n, float(np.float32(v))) for s, n, v in losses)
 
+
+
+@pytest.mark.slow
+def test_tracking_through_a_worker_pool_logs_what_serial_logs(tiny_rebound_run, tiny_rebound_sets, tmp_path):
+    """Cells computed by worker processes are logged there (the losses exist only where the model
+    trains): every tag, step and value equals a serial tracked run's, and the records are unchanged."""
+    pytest.importorskip("tensorboard")
+    import springback
+
+    runs = {}
+    for kind in ("serial", "local"):
+        out = tmp_path / kind
+        shutil.copytree(tiny_rebound_run.parent / "_cache", out / "_cache")
+        runs[kind] = springback.run("rebound", sets=tiny_rebound_sets + ["executor.workers=2"] * (kind == "local"),
+                                    out=out, progress=False, log_with="tensorboard", executor=kind)
+    serial, local = runs["serial"], runs["local"]
+    assert (local / "records.jsonl").read_bytes() == (tiny_rebound_run / "records.jsonl").read_bytes()
+    cells = sorted(p.name for p in (serial / "tensorboard").iterdir())
+    assert cells == sorted(p.name for p in (local / "tensorboard").iterdir()) and len(cells) >= 2
+    trained = 0
+    for cid in cells:
+        a, b = _scalars(serial / "tensorboard" / cid), _scalars(local / "tensorboard" / cid)
+        assert a == b and any(t.endswith("/score_S") for t in b)
+        trained += any(t.startswith("loss/") for t in b)
+    assert trained >= 2  # the curves' cells trained in a worker and logged their losses there

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -36,8 +37,13 @@ def resolve_config(
     fields: dict[str, Any] | None = None,
 ) -> Any:
     """The validated config an experiment would run with: defaults ← preset ← file ← ``fields``
-    (dotted keys, e.g. CLI flags; empty values are skipped) ← ``--set`` overrides."""
+    (dotted keys, e.g. CLI flags; empty values are skipped) ← ``--set`` overrides
+    (``executor.*`` items are executor options: checked, not part of the config)."""
+    from .pipeline.executors import executor_config, split_sets
+
     exp = get_experiment(experiment)
+    sets, ex_sets = split_sets(sets or [])
+    executor_config(None, ex_sets)  # executor options: checked here, never part of the config
     cfg = resolve(exp.config_cls, exp.presets, preset, config, sets, fields)
     validate_names(cfg)
     return cfg
@@ -111,49 +117,113 @@ def run(
     out: str | Path = DEFAULT_OUT,
     progress: bool = True,
     fields: dict[str, Any] | None = None,
+    executor: str | Any | None = None,
     log_with: str | None = None,
 ) -> Path:
     """Run one experiment (resuming a finished or partial run of the same config); returns its directory.
 
     ``fields``: config values by dotted key (applied after ``config``, before ``sets``).
+    ``executor``: where the cells run — ``"local"`` (a process per core; the default), ``"serial"``,
+    ``"slurm"``, ``"ray"``, or an :class:`~springback.pipeline.executors.ExecutorConfig`;
+    ``executor.KEY=VALUE`` items in ``sets`` set its options.
     ``log_with``: also log training losses and measurements to ``tensorboard``, ``wandb`` or
-    ``mlflow`` (see :mod:`springback.pipeline.trackers`); it changes no result and no key."""
-    from .pipeline import RunContext, execute
-    from .pipeline.checks import check_cells
-    from .pipeline.trackers import Tracker, check_tracker
+    ``mlflow`` (see :mod:`springback.pipeline.trackers`). None of these changes any result or key."""
+    from .pipeline.runner import execute_runs
+    from .pipeline.trackers import check_tracker
 
     check_tracker(log_with)  # a missing package: one line, before any work
+    sets, ex_cfg = _split_executor(sets, executor)
+    job = _plan(experiment, preset, config, sets, fields, out)
+    with RunLock(job.run_dir) if runtime.is_main_process() else _null():
+        ctx = _open(job, progress, log_with)
+        t0 = time.perf_counter()
+        try:
+            execute_runs([(ctx, job.cells)], ex_cfg)
+        finally:
+            _close_tracker(ctx)
+        _finish(job, ctx, time.perf_counter() - t0, ex_cfg)
+    return job.run_dir
+
+
+def _split_executor(sets: list[str] | None, executor: str | Any | None) -> tuple[list[str], Any]:
+    """(experiment ``--set`` items, executor config): ``executor.*`` items never reach a config hash."""
+    import multiprocessing
+
+    from .pipeline.executors import ExecutorConfig, executor_config, split_sets
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker process is starting and re-imports the user's script (multiprocessing's spawn).
+        raise SpringbackError("springback was called while a worker process started: put the script's "
+                              "top-level code under `if __name__ == \"__main__\":` (or use executor='serial')")
+    exp_sets, ex_sets = split_sets(sets or [])
+    if isinstance(executor, ExecutorConfig):
+        if ex_sets:
+            raise ConfigError("give executor options either in the ExecutorConfig or as executor.* sets, not both")
+        return exp_sets, executor
+    return exp_sets, executor_config(executor, ex_sets)
+
+
+@dataclasses.dataclass
+class _Job:
+    """One experiment's resolved run: config, cells and run directory."""
+
+    exp: Any
+    cfg: Any
+    cells: list
+    run_dir: Path
+    out: Path
+    preset: str | None
+    started: float = 0.0
+
+
+def _plan(experiment: str, preset: str | None, config: str | Path | None, sets: list[str] | None,
+          fields: dict[str, Any] | None, out: str | Path) -> _Job:
+    """Resolve and check everything before any work: config, cells, their data, the output folder."""
     exp = get_experiment(experiment)
     cfg = resolve_config(experiment, preset, config, sets, fields)
     exp.check(cfg)
     cells = exp.cells(cfg)
+    from .pipeline.checks import check_cells
+
     check_cells(cells)  # bad data: one line, before any training and before the run directory exists
     out = Path(out)
     check_writable(out)
-    run_dir = run_dir_for(experiment, cfg, out)
-    with RunLock(run_dir) if runtime.is_main_process() else _null():
-        started = time.time()
-        t0 = time.perf_counter()
-        if runtime.is_main_process():
-            atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-            RecordLog(run_dir / "records.jsonl").repair()
-        runtime.wait_for_everyone()
-        ctx = RunContext(run_dir, out / "_cache", progress=progress)
-        if log_with:
-            ctx.tracker = Tracker(log_with, run_dir, f"springback-{experiment}", {"experiment": experiment,
-                                                                                  "config_hash": stable_hash(cfg, 10)})
-        try:
-            execute(cells, ctx)
-        finally:
-            if log_with:
-                ctx.tracker.close()
-        run_seconds = time.perf_counter() - t0
-        if runtime.is_main_process():
-            finalize(run_dir, exp, cfg, timings={"run_s": run_seconds, "cells_run": ctx.cells_run,
-                                                   "cells_skipped": ctx.cells_skipped, "cell_s": ctx.timings},
-                     started=started, preset=preset)
-        runtime.wait_for_everyone()
-    return run_dir
+    return _Job(exp, cfg, cells, run_dir_for(experiment, cfg, out), out, preset)
+
+
+def _open(job: _Job, progress: bool, log_with: str | None = None) -> Any:
+    """Write the run's config, repair its records after a crash; the run's context (lock held),
+    with its experiment tracker when ``log_with`` names one."""
+    from .pipeline import RunContext
+    from .pipeline.trackers import Tracker
+
+    job.started = time.time()
+    if runtime.is_main_process():
+        atomic_write_text(job.run_dir / "config.yaml", dump_yaml(job.cfg))
+        RecordLog(job.run_dir / "records.jsonl").repair()
+    runtime.wait_for_everyone()
+    ctx = RunContext(job.run_dir, job.out / "_cache", progress=progress)
+    if log_with:
+        ctx.tracker = Tracker(log_with, job.run_dir, f"springback-{job.exp.name}",
+                              {"experiment": job.exp.name, "config_hash": stable_hash(job.cfg, 10)})
+    return ctx
+
+
+def _close_tracker(ctx: Any) -> None:
+    if getattr(ctx, "tracker", None) is not None:
+        ctx.tracker.close()
+
+
+def _finish(job: _Job, ctx: Any, run_seconds: float, ex_cfg: Any, shared: list[str] | None = None) -> None:
+    if runtime.is_main_process():
+        timings = {"run_s": run_seconds, "cells_run": ctx.cells_run, "cells_skipped": ctx.cells_skipped,
+                   "cell_s": ctx.timings, "executor": ex_cfg.kind}
+        if shared:
+            # One executor ran these experiments' cells together: run_s is when this one's last
+            # cell was in, counted from the shared start; cell_s are each cell's own seconds.
+            timings["run_s_shared_with"] = shared
+        finalize(job.run_dir, job.exp, job.cfg, timings=timings, started=job.started, preset=job.preset)
+    runtime.wait_for_everyone()
 
 
 class _null:
@@ -228,17 +298,24 @@ def load_config(run_dir: str | Path) -> dict:
 
 
 def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments: list[str] | None = None,
-              progress: bool = True, sets: list[str] | None = None, log_with: str | None = None) -> Path:
+              progress: bool = True, sets: list[str] | None = None, executor: str | Any | None = None,
+              log_with: str | None = None) -> Path:
     """Run every registered experiment with ``preset`` and write ``OUT/report.html`` and ``report.md``.
 
-    ``sets`` are ``EXPERIMENT:key=value`` overrides for one experiment each; ``log_with`` as in :func:`run`.
+    ``sets`` are ``EXPERIMENT:key=value`` overrides for one experiment each (and ``executor.KEY=VALUE``
+    items for the executor). All experiments' cells go through one executor, so the workers stay
+    busy across experiments and a base that several experiments share is built once, first.
+    ``log_with`` as in :func:`run`.
     """
+    import contextlib
+
     from .experiments import EXPERIMENTS
+    from .pipeline.runner import execute_runs
     from .pipeline.trackers import check_tracker
     from .report import write_report
 
     check_tracker(log_with)
-
+    sets, ex_cfg = _split_executor(sets, executor)
     names = experiments or [n for n, e in EXPERIMENTS.items() if e.in_reproduce]
     for name in names:
         get_experiment(name)  # fail on a bad name before any work
@@ -253,14 +330,32 @@ def reproduce(preset: str = "quick", out: str | Path = DEFAULT_OUT, experiments:
     for name in names:  # validate every config before any work starts
         resolve_config(name, preset, None, per_exp[name])
     check_writable(out)
-    run_dirs = []
-    part_s = {}
-    for name in names:
+    from .pipeline.executors import start_early
+
+    executor = start_early(ex_cfg)  # a local pool's workers start while the runs are planned
+    jobs = [_plan(name, preset, None, per_exp[name], None, out) for name in names]
+    part_s: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        if runtime.is_main_process():
+            for job in jobs:
+                stack.enter_context(RunLock(job.run_dir))
+        ctxs = [_open(job, progress, log_with) for job in jobs]
+        for ctx in ctxs:
+            stack.callback(_close_tracker, ctx)
         t0 = time.perf_counter()
-        run_dirs.append(run(name, preset=preset, sets=per_exp[name], out=out, progress=progress, log_with=log_with))
-        part_s[name] = time.perf_counter() - t0
+
+        def analyse(i: int) -> None:
+            """An experiment whose cells are all in: analysed now, while the workers run the others'."""
+            job, ctx = jobs[i], ctxs[i]
+            t1 = time.perf_counter()
+            _finish(job, ctx, t1 - t0, ex_cfg, shared=names if len(names) > 1 else None)
+            part_s[job.exp.name] = t1 - t0  # when its last cell was in (the pool is shared)
+            part_s[f"{job.exp.name} analysis"] = time.perf_counter() - t1
+
+        execute_runs([(ctx, job.cells) for ctx, job in zip(ctxs, jobs)], executor, on_done=analyse)
+        part_s["total"] = time.perf_counter() - t0
     if runtime.is_main_process():
-        return write_report(run_dirs, Path(out), wall_s=part_s)
+        return write_report([job.run_dir for job in jobs], Path(out), wall_s=part_s)
     return Path(out) / "report.html"
 
 

@@ -146,8 +146,16 @@ def _log_with_arg(p: argparse.ArgumentParser) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="experiment name (see `springback list`)")
     _config_args(p, "--set seeds=[0,1] --set align.lr=1e-4")
+    _executor_arg(p)
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and the run directory, then exit")
     _log_with_arg(p)
+
+
+def _executor_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default=None, choices=["local", "serial", "slurm", "ray", "auto"],
+                   help="where cells run: local (worker processes, one per core; default), serial (this process; "
+                        "`accelerate launch`), slurm (submitit job arrays), ray; options via --set executor.KEY=VALUE, "
+                        "e.g. executor.partition=gpu executor.gpus_per_task=1 (they change no result)")
 
 
 @command("run", "run one experiment; prints the run directory as its last line")
@@ -156,14 +164,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import api
     from .config import dump_yaml
 
+    from .pipeline.executors import executor_config, split_sets
+
     out = args.out or api.DEFAULT_OUT
-    cfg = api.resolve_config(args.experiment, args.preset, args.config, args.sets)
+    exp_sets, ex_sets = split_sets(args.sets)
+    cfg = api.resolve_config(args.experiment, args.preset, args.config, exp_sets)
+    ex_cfg = executor_config(args.executor, ex_sets)  # bad executor options fail before any work too
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         print(api.run_dir_for(args.experiment, cfg, out))
         return 0
-    run_dir = api.run(args.experiment, preset=args.preset, config=args.config, sets=args.sets, out=out,
-                      progress=not args.quiet, log_with=args.log_with)
+    run_dir = api.run(args.experiment, preset=args.preset, config=args.config, sets=exp_sets, out=out,
+                      progress=not args.quiet, executor=ex_cfg, log_with=args.log_with)
     from . import runtime
 
     if runtime.is_main_process():
@@ -185,7 +197,7 @@ def _print_claims(run_dir) -> None:
 
 
 def _reproduce_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", help="quick (about 15 minutes on 2 CPU cores) or full (larger machine)")
+    p.add_argument("--preset", default="quick", help="quick (about 6 minutes on 2 CPU cores with the local executor) or full (larger machine)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: springback-runs)")
     p.add_argument("--only", action="append", default=None, metavar="EXPERIMENT",
                    help="run only these experiments (repeatable; default: all)")
@@ -193,6 +205,7 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
                    help="override one config value of one experiment, e.g. --set rebound:seeds=[0,1] (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _log_with_arg(p)
+    _executor_arg(p)
 
 
 @command("reproduce", "run every claim of both papers on the embedded default and write report.html")
@@ -201,7 +214,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from . import api
 
     path = api.reproduce(preset=args.preset, out=args.out or api.DEFAULT_OUT, experiments=args.only,
-                         progress=not args.quiet, sets=args.sets, log_with=args.log_with)
+                         progress=not args.quiet, sets=args.sets, executor=args.executor, log_with=args.log_with)
     print(path)
     return 0
 

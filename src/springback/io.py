@@ -78,6 +78,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_write(path, text, "w")
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Binary :func:`atomic_write_text`."""
+    _atomic_write(path, data, "wb")
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, dumps(obj, indent=2) + "\n")
 

@@ -106,6 +106,20 @@ def fingerprint() -> dict:
     return {"device": "cpu", "torch": torch.__version__, "threads": int(os.environ.get("SPRINGBACK_NUM_THREADS", "1"))}
 
 
+def local_worker_envs(workers: int = 0) -> list[dict[str, str]]:
+    """Environment of each process of a local worker pool (``--executor local``): one per GPU
+    when CUDA is visible (each sees only its own), else one per ``SPRINGBACK_NUM_THREADS`` cores
+    (each with that many torch threads, as the cell keys say). ``workers`` > 0 sets the count."""
+    threads = int(os.environ.get("SPRINGBACK_NUM_THREADS", "1"))
+    base = {"SPRINGBACK_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    if torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        ids = [d.strip() for d in visible.split(",") if d.strip()] or [str(i) for i in range(torch.cuda.device_count())]
+        return [{**base, "CUDA_VISIBLE_DEVICES": ids[i % len(ids)]} for i in range(workers or len(ids))]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return [dict(base) for _ in range(workers or max(1, cores // max(1, threads)))]
+
+
 def describe() -> dict:
     """Machine facts for result.json."""
     import platform

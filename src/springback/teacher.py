@@ -27,8 +27,11 @@ from .tokens import IGNORE
 
 
 def logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Float32 next-token logits at every position. [B, T, V]"""
-    return model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+    """Float32 next-token logits at every position. [B, T, V]
+
+    ``use_cache=False``: a teacher-forced pass never reuses keys and values, and building the
+    cache cost ~7% of a tiny model's training step (same logits, bit for bit)."""
+    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.float()
 
 
 def next_token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

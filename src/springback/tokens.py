@@ -474,14 +474,13 @@ def pad_id(tokenizer: Any) -> int:
 def collate(batch: Sequence[Encoded], pad: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors: input_ids, attention_mask, labels (IGNORE where no loss). [B, T]"""
     width = max(len(e.input_ids) for e in batch)
-    ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    attn = torch.zeros((len(batch), width), dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    for i, e in enumerate(batch):
-        n = len(e.input_ids)
-        ids[i, :n] = torch.tensor(e.input_ids)
-        attn[i, :n] = 1
-        lab = torch.tensor(e.input_ids)
-        lab[~torch.tensor(e.loss_mask)] = IGNORE
-        labels[i, :n] = lab
-    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+    # Padded Python rows, then one tensor each: per-example tensors and masked assignment cost
+    # ~5% of a tiny model's training step (profile of `springback reproduce`).
+    ids, attn, labels = [], [], []
+    for e in batch:
+        fill = width - len(e.input_ids)
+        ids.append(list(e.input_ids) + [pad] * fill)
+        attn.append([1] * len(e.input_ids) + [0] * fill)
+        labels.append([t if m else IGNORE for t, m in zip(e.input_ids, e.loss_mask)] + [IGNORE] * fill)
+    return {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": torch.tensor(attn, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long)}

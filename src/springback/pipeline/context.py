@@ -23,6 +23,11 @@ from ..io import RecordLog, RunLock, dumps
 from .records import check_rows
 
 
+def cache_entry(cache_dir: Path, kind: str, key: dict) -> Path:
+    """Where :meth:`RunContext.cached_dir` keeps the entry ``key`` of ``kind``."""
+    return Path(cache_dir) / kind / stable_hash(key, 12)
+
+
 class RunContext:
     """A run directory, the shared model cache, and a small in-process memo of loaded models."""
 
@@ -79,7 +84,7 @@ class RunContext:
         second process that needs the same entry wait and reuse it. Under ``accelerate launch``
         every rank calls ``build`` (training is collective) and the main process keeps its copy.
         """
-        final = self.cache_dir / kind / stable_hash(key, 12)
+        final = cache_entry(self.cache_dir, kind, key)
         if (final / ".complete").exists():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)

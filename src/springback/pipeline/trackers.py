@@ -106,6 +106,10 @@ class Tracker:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             mlflow.set_tracking_uri((self.run_dir / "mlruns").resolve().as_uri())
 
+    def spec(self) -> tuple:
+        """The arguments that make this tracker again (in a worker process, for the cells it runs)."""
+        return (self.kind, str(self.run_dir), self.project, dict(self.config))
+
     @property
     def log_dir(self) -> Path:
         """Where the backend writes under the run directory."""
