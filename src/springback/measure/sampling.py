@@ -101,6 +101,14 @@ def uniforms(seed: int, prompt_index: int, sample_index: int, n: int) -> torch.T
     return torch.rand(n, generator=gen, dtype=torch.float64)
 
 
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The forward argument that takes a KV cache: ``cache`` since transformers 5.24 (its old
+    name ``past_key_values`` warns, and goes in 5.40), ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _sample_loop(model, input_ids, attn, u, temperature, top_p, max_new_tokens, stops: Sequence[int]) -> torch.Tensor:
     """Ancestral sampling with a KV cache; step t of row r draws with ``u[r, t]``; a row is done at
     its first token in ``stops`` (later positions hold ``stops[0]``). Returns new tokens [B, max_new_tokens]."""
@@ -109,8 +117,8 @@ def _sample_loop(model, input_ids, attn, u, temperature, top_p, max_new_tokens, 
     b = input_ids.size(0)
     position_ids = (attn.cumsum(-1) - 1).clamp_min(0)
     cache = DynamicCache()
-    out = model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, past_key_values=cache, use_cache=True)
-    cache = out.past_key_values
+    kw = cache_kwarg(model)
+    out = model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True, **{kw: cache})
     logits = out.logits[:, -1]
     finished = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
     stop_ids = torch.tensor(list(stops), dtype=torch.long, device=input_ids.device)
@@ -125,8 +133,7 @@ def _sample_loop(model, input_ids, attn, u, temperature, top_p, max_new_tokens, 
         if bool(finished.all()):
             break
         attn = torch.cat([attn, torch.ones((b, 1), dtype=attn.dtype, device=attn.device)], 1)
-        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True, **{kw: cache})
         logits = out.logits[:, -1]
         next_pos = next_pos + 1
     new = torch.stack(tokens, 1)
