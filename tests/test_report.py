@@ -182,3 +182,12 @@ def test_report_html_is_complete_and_self_contained(tiny_rebound_run, tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert all(f"`{c['id']}`" in md for c in result["claims"])
     assert result["versions"]["torch"] in page and "Environment" in page
+
+
+def test_seeds_text_says_why_an_inconclusive_claim_has_no_seed_count():
+    from springback.report.html import seeds_text
+
+    assert seeds_text({"n_seeds": 9, "verdict": "inconclusive", "seeds_needed": 23}) == "9 (≈23 to decide)"
+    split = {"n_seeds": 9, "verdict": "inconclusive", "seeds_needed": None, "details": {"groups_disagree": True}}
+    assert "opposite directions" in seeds_text(split)
+    assert seeds_text({"n_seeds": 9, "verdict": "reproduced", "seeds_needed": None}) == "9"

@@ -19,6 +19,7 @@ from springback.analysis import (
     combine_verdicts,
     correlation_claim,
     fisher_mean,
+    seeds_needed,
     segmented_fit,
     t_interval,
     verdict,
@@ -235,11 +236,24 @@ def test_groups_that_disagree_in_sign_block_a_pooled_verdict():
     c = claim_by_group("c", "s", "p", per_group, delta=0.05)
     assert c.effect == pytest.approx(pooled.effect) and c.n_seeds == 9
     assert c.details["groups_disagree"] is True and c.details["pooled_verdict"] == REPRODUCED
+    # both groups decided, in opposite directions: no number of seeds reconciles them
     assert c.verdict == INCONCLUSIVE and c.seeds_needed is None
+    assert "opposite directions" in c.details["seeds_needed_note"]
     assert c.groups["sentiment"]["verdict"] == REPRODUCED and c.groups["safety"]["verdict"] == NOT_REPRODUCED
     assert c.groups["safety"]["n_seeds"] == 3 and c.groups["safety"]["delta"] == 0.05
     assert c.groups["safety"]["effect"] == pytest.approx(-0.1)
     assert set(c.groups["safety"]) >= {"effect", "ci_low", "ci_high", "n_seeds", "verdict", "delta"}
+
+
+def test_disagreeing_groups_with_an_undecided_one_say_the_seeds_that_group_needs():
+    per_group = {"a": [1.0, 1.1, 0.9, 1.0, 1.05, 0.95], "b": [-0.3, 0.2, -0.5]}  # b leans negative, undecided
+    c = claim_by_group("c", "s", "p", per_group, delta=0.05)
+    assert c.details["pooled_verdict"] == REPRODUCED and c.verdict == INCONCLUSIVE
+    assert c.groups["b"]["verdict"] == INCONCLUSIVE
+    # in seeds of group b itself (one replicate per seed there), not divided by the number of groups
+    assert c.seeds_needed == c.groups["b"]["seeds_needed"] == seeds_needed(-0.2, float(np.std([-0.3, 0.2, -0.5], ddof=1)),
+                                                                             null=0.0, band=(-0.05, 0.05))
+    assert isinstance(c.seeds_needed, int) and c.seeds_needed > 3
 
 
 def test_groups_agreeing_in_sign_keep_the_pooled_verdict():

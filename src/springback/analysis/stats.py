@@ -346,8 +346,10 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     reproduced or not_reproduced: near the null, group means of either sign are what "absent"
     predicts, and the pooled interval already holds the spread between groups); otherwise the
     claim becomes inconclusive, the pooled verdict is kept in ``details["pooled_verdict"]`` and
-    ``seeds_needed`` is None (groups that differ in sign are not decided by adding seeds). Groups
-    that agree in sign never change the pooled verdict: pooling them is what buys the seeds."""
+    ``seeds_needed`` is what would decide every undecided group (the largest group's count, in
+    seeds: one replicate per seed in a group), or None when every group is already decided (they
+    are decided in opposite directions, and more seeds will not reconcile them). Groups that
+    agree in sign never change the pooled verdict: pooling them is what buys the seeds."""
     null = float(claim.details.get("null", 0.0))
     res = claim.details.get("resolution")
     scale = _FISHER if claim.details.get("scale") == _FISHER.name else _LINEAR
@@ -366,8 +368,18 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     if disagree and blocked:
         out.details["pooled_verdict"] = claim.verdict
         out.verdict = INCONCLUSIVE
-        out.seeds_needed = None
-        out.details["seeds_needed_note"] = "the groups disagree in sign: more seeds decide each group, not the pooled claim"
+        undecided = [g["seeds_needed"] for g in groups.values() if g["verdict"] == INCONCLUSIVE]
+        known = [n for n in undecided if n is not None]
+        if known:
+            strs = [n for n in known if isinstance(n, str)]
+            out.seeds_needed = strs[0] if strs else int(max(known))
+            out.details["seeds_needed_per_group"] = True  # already in seeds: not divided by the groups
+            out.details["seeds_needed_note"] = ("the groups disagree in sign: seeds_needed is what would decide "
+                                                "every undecided group, each on its own")
+        else:
+            out.seeds_needed = None
+            out.details["seeds_needed_note"] = ("every group is decided, in opposite directions: the claim holds in "
+                                                "some groups and not in others, and more seeds will not change that")
     return out
 
 
@@ -409,7 +421,7 @@ def replicates_to_seeds(claim: Claim) -> Claim:
     """Turn an integer ``seeds_needed`` counted in replicates into seeds, for a claim pooling
     ``details["replicates_per_seed"]`` groups (each seed adds one replicate per group)."""
     per_seed = int(claim.details.get("replicates_per_seed") or 1)
-    if per_seed > 1 and isinstance(claim.seeds_needed, int):
+    if per_seed > 1 and isinstance(claim.seeds_needed, int) and not claim.details.get("seeds_needed_per_group"):
         claim.details["replicates_needed"] = claim.seeds_needed
         claim.seeds_needed = max(2, math.ceil(claim.seeds_needed / per_seed))
     return claim

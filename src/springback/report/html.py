@@ -86,6 +86,8 @@ def seeds_text(claim: dict) -> str:
     if claim.get("verdict") == "inconclusive" and needed is not None:
         approx = "" if str(needed).startswith(">") else "≈"  # ">1000": beyond the cap, not an estimate
         text += f" ({approx}{needed} to decide)"
+    elif claim.get("verdict") == "inconclusive" and (claim.get("details") or {}).get("groups_disagree"):
+        text += " (the groups are decided in opposite directions: see them per group)"
     return text
 
 
