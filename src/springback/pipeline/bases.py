@@ -23,7 +23,7 @@ import torch
 
 from ..config import ModelConfig, TrainConfig, WorldConfig, to_dict
 from ..errors import ConfigError
-from .spec import BaseSpec
+from .spec import BaseSpec, Cell
 
 # Pre-training of tiny world models: higher lr and batch than fine-tuning; constant lr so
 # that intermediate checkpoints are comparable (as TinyLlama's are).
@@ -181,3 +181,21 @@ def pretraining_token_counts(spec: BaseSpec) -> list[int]:
     p = spec.pretrain["pretrain"]
     lengths = [len(encode(tok, ex.prompt, ex.response, "all", p["max_length"]).input_ids) for ex in corpus]
     return [lengths[i % len(lengths)] for i in pretraining_order(len(corpus), spec.pretrain["seed"], p["epochs"])]
+
+
+def load_base(ctx: Any, cell: Cell) -> tuple[Any, Any, Any]:
+    """(base model, tokenizer, source) of a cell; the model is loaded once per base (memo)."""
+    from ..models import load
+    from .source import build_source
+
+    source = build_source(cell.source)
+    spec = cell.base
+
+    def build():
+        path = base_path(ctx, spec)
+        mc = ModelConfig(path=spec.path, revision=spec.revision, dtype=spec.dtype,
+                         trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle)
+        return load(path, mc)
+
+    model, tok = ctx.memo({"base": spec.key()}, build)
+    return model, tok, source

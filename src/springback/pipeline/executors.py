@@ -174,7 +174,7 @@ def _run_task(task: BaseTask | CellTask) -> Outcome:
             base_path(ctx, task.spec)
         else:
             from .records import check_rows
-            from .runner import run_cell_logged
+            from .stages import run_cell_logged
             from .trackers import Tracker
 
             ctx.tracker = Tracker(*task.tracker) if task.tracker else None

@@ -1,111 +1,31 @@
-"""Running cells: one function executes any cell; :func:`execute` runs a run's cells on an
-executor (:mod:`.executors`: in process, a local pool, SLURM, Ray) and commits them in order.
+"""Running a run's cells: :func:`execute` runs them on an executor (:mod:`.executors`: in
+process, a local pool, SLURM, Ray) and commits each cell's rows in cell order.
 
-A cell is a pure function of its key: :func:`cell_id` hashes the cell together with the
-package version, the runtime (device kind, torch version, CPU thread count — floating-point
-results depend on them) and content fingerprints of the local files it reads (model weights,
-data files). A finished cell is never recomputed; a changed file, version or machine kind
-gives new cells.
+One function computes any cell (:func:`.stages.run_cell`); a cell's id is its key
+(:func:`.keys.cell_id`), so a finished cell is never recomputed. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from .. import __version__, runtime
+from .. import runtime
 from ..config import stable_hash
 from ..errors import DivergenceError, SpringbackError
-from ..io import fingerprint
-from .bases import base_path
+from .bases import base_path, load_base
 from .context import cache_entry
 from .executors import (STAGED, BaseTask, CellTask, Executor, ExecutorConfig, WorkerLost, make_executor, read_staged, resolve_kind,
                         staged_path, task_env)
-from .source import build_source
-from .spec import BaseSpec, Cell, cell_id as _cell_id
+from .keys import cell_id, key_extras
+from .spec import BaseSpec, Cell
+from .stages import resolve_runner, run_cell, run_cell_logged
 
-
-def _local_paths(cell: Cell) -> list[str]:
-    """Local files and directories whose content determines the cell's rows."""
-    out = []
-    if cell.base.path:
-        out.append(cell.base.path)
-    data = cell.source.get("data") or {}
-    out += [data.get(k, "") for k in ("aligned", "opposing", "eval")]
-    for spec in list(data.get("scorers") or []) + list(cell.source.get("scorers") or []):
-        out.append(str(spec).partition(":")[2])
-    ref = cell.measure.params.get("kl_reference", "")
-    if ref not in ("", "base", "none"):
-        out.append(ref)
-    return [p for p in dict.fromkeys(out) if p and Path(p).expanduser().exists()]
-
-
-def key_extras(cell: Cell, machine: dict | None = None) -> dict:
-    """What besides the cell itself determines its rows (see the module docstring); ``machine``:
-    the runtime fingerprint of the workers that compute it (default: this process's)."""
-    from ..measure.sampling import SAMPLER_VERSION
-
-    # The sampler's version: samples drawn by an older one are never reused (measure/sampling.py).
-    return {"springback": __version__, "sampler": SAMPLER_VERSION, "runtime": machine or runtime.fingerprint(),
-            "files": {p: fingerprint(p) for p in _local_paths(cell)}}
-
-
-def cell_id(cell: Cell, machine: dict | None = None) -> str:
-    return _cell_id(cell, key_extras(cell, machine))
-
-
-def load_base(ctx: Any, cell: Cell) -> tuple[Any, Any, Any]:
-    """(base model, tokenizer, source) of a cell; the model is loaded once per base (memo)."""
-    from ..config import ModelConfig
-    from ..models import load
-
-    source = build_source(cell.source)
-    spec = cell.base
-
-    def build():
-        path = base_path(ctx, spec)
-        mc = ModelConfig(path=spec.path, revision=spec.revision, dtype=spec.dtype,
-                         trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle)
-        return load(path, mc)
-
-    model, tok = ctx.memo({"base": spec.key()}, build)
-    return model, tok, source
-
-
-def resolve_runner(name: str) -> Callable[[Cell, Any], list[dict]]:
-    """``"stages"`` or a ``"module:function"`` reference to a custom protocol's cell function."""
-    if name == "stages":
-        from .stages import run_stages
-
-        return run_stages
-    module, _, fn = name.partition(":")
-    return getattr(importlib.import_module(module), fn)
-
-
-def run_cell(cell: Cell, ctx: Any) -> list[dict]:
-    """The rows of one cell (every row also carries ``experiment`` and ``seed``)."""
-    rows = resolve_runner(cell.runner)(cell, ctx)
-    return [{"experiment": cell.experiment, **r} for r in rows]
-
-
-def run_cell_logged(cell: Cell, cid: str, ctx: Any) -> list[dict]:
-    """:func:`run_cell`, watched by the run's experiment tracker if it has one (pipeline.trackers):
-    one tracker run per cell, named by its key; the tracker only reads, never changes a row."""
-    tracker = getattr(ctx, "tracker", None)
-    if tracker is None:
-        return run_cell(cell, ctx)
-    tracker.start_cell(cid, cell.name, cell.labels)
-    try:
-        rows = run_cell(cell, ctx)
-        tracker.log_rows(rows)
-    finally:
-        tracker.end_cell()
-    return rows
+__all__ = ["execute", "execute_runs", "cell_id", "key_extras", "load_base", "resolve_runner", "run_cell", "run_cell_logged"]
 
 
 def execute(cells: Iterable[Cell], ctx: Any, executor: ExecutorConfig | Executor | None = None) -> None:

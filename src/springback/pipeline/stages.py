@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import math
 from typing import Any, Callable, Sequence
 
@@ -237,7 +238,7 @@ def run_stages(cell: Cell, ctx: Any) -> list[dict]:
     that stage) and the measured values; rows of a stage on the opposing side also carry
     ``n_opposing`` = ``n_examples``.
     """
-    from .runner import load_base
+    from .bases import load_base
 
     base, tok, source = load_base(ctx, cell)
     env = Env(cell, source, tok, base, ctx.memo, lambda path: load_reference(ctx, cell, path))
@@ -321,7 +322,7 @@ def _save_samples(ctx: Any, cell: Cell, labels: dict, samples: list[dict]) -> No
 
     import pandas as pd
 
-    from .runner import cell_id
+    from .keys import cell_id
 
     path = ctx.run_dir / "samples" / f"{cell_id(cell)}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -356,3 +357,34 @@ def load_reference(ctx: Any, cell: Cell, path: str) -> torch.nn.Module:
     return ctx.memo({"reference": path, "dtype": cell.base.dtype}, lambda: load(path, ModelConfig(
         path=path, dtype=cell.base.dtype, trust_remote_code=cell.base.trust_remote_code,
         allow_pickle=cell.base.allow_pickle))[0])
+
+
+# ----------------------------------------------------------------------------- any cell
+
+def resolve_runner(name: str) -> Callable[[Cell, Any], list[dict]]:
+    """``"stages"`` or a ``"module:function"`` reference to a custom protocol's cell function."""
+    if name == "stages":
+        return run_stages
+    module, _, fn = name.partition(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def run_cell(cell: Cell, ctx: Any) -> list[dict]:
+    """The rows of one cell (every row also carries ``experiment`` and ``seed``)."""
+    rows = resolve_runner(cell.runner)(cell, ctx)
+    return [{"experiment": cell.experiment, **r} for r in rows]
+
+
+def run_cell_logged(cell: Cell, cid: str, ctx: Any) -> list[dict]:
+    """:func:`run_cell`, watched by the run's experiment tracker if it has one (pipeline.trackers):
+    one tracker run per cell, named by its key; the tracker only reads, never changes a row."""
+    tracker = getattr(ctx, "tracker", None)
+    if tracker is None:
+        return run_cell(cell, ctx)
+    tracker.start_cell(cid, cell.name, cell.labels)
+    try:
+        rows = run_cell(cell, ctx)
+        tracker.log_rows(rows)
+    finally:
+        tracker.end_cell()
+    return rows
