@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from springback.errors import SpringbackError
+from springback.data.loading import read_texts
 from springback.measure.compression import (
     baseline_sizes,
     code_length,
     code_length_of_ids,
     examples_code_length,
     lm_eval_max_length,
-    read_texts,
     resolve_windows,
     scored_positions,
     token_bits,

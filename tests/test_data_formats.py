@@ -42,7 +42,6 @@ from springback.data import (
     read_texts,
 )
 from springback.errors import SpringbackError
-from springback.measure.compression import read_texts as compression_read_texts
 from springback.worlds.base import ALIGNED, OPPOSING, Example
 
 LONG = long_text(400)
@@ -311,7 +310,6 @@ def test_200_line_text_file_is_200_texts(tmp_path, line_end):
     assert len(path.read_text(encoding="utf-8").splitlines()) > 200  # what str.splitlines would have done
     texts = read_texts(path)
     assert texts == lines
-    assert compression_read_texts(path) == lines  # the name springback compress imports
 
 
 def test_jsonl_with_raw_separators_loads(tmp_path):

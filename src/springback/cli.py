@@ -89,9 +89,9 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
 def cmd_compress(args: argparse.Namespace) -> int:
     import json
 
-    from .measure.compression import compress_file
+    from .api import compress
 
-    r = compress_file(args.model, args.data, arith=args.arith, max_bytes=args.max_bytes, window=args.window,
+    r = compress(args.model, args.data, arith=args.arith, max_bytes=args.max_bytes, window=args.window,
                       stride=args.stride, batch_size=args.batch_size, add_eos=args.eos, windows=args.windows)
     if args.json:
         print(json.dumps(r, indent=1))

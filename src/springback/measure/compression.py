@@ -59,8 +59,8 @@ What is scored, precisely
   relative). Sums are accumulated in float64.
 
 The functions take a model and a tokenizer (any Hugging Face causal LM, including the tiny
-world models) and never touch files, except :func:`read_texts` and :func:`compress_file`
-which serve ``springback compress``.
+world models) and never touch files: ``springback compress`` (:func:`springback.api.compress`)
+reads the files, with the data loaders every other command uses, and calls them.
 """
 
 from __future__ import annotations
@@ -70,8 +70,6 @@ import dataclasses
 import gzip
 import lzma
 import math
-import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -445,78 +443,3 @@ def baseline_sizes(data: bytes) -> dict[str, int]:
         "bz2 -9": len(bz2.compress(data, compresslevel=9)),
         "xz -9e": len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)),
     }
-
-
-# ----------------------------------------------------------------------------- files (springback compress)
-
-# Files are read where every other data file is: one set of loaders (csv, json, parquet, text
-# lines split on "\n" only). Re-exported here so ``measure.compression.read_texts`` keeps working.
-from ..data.loading import read_texts  # noqa: E402
-
-
-def compress_file(
-    model_path: str,
-    data_path: str | Path,
-    arith: bool = False,
-    max_bytes: int | None = None,
-    window: int | None = None,
-    stride: int | None = None,
-    batch_size: int = 32,
-    add_eos: bool = False,
-    windows: str = "sliding",
-) -> dict[str, Any]:
-    """Everything ``springback compress`` prints, as a dict.
-
-    The model (a world-model directory or any local Hugging Face causal LM) scores the texts
-    of ``data_path``; gzip, bz2 and xz compress the same bytes (the texts joined by newlines);
-    with ``arith`` the texts are really arithmetic-coded and decoded back. The encoder *is*
-    the scoring pass (it codes the very log-probs it scores, :func:`springback.measure.coder.encode`),
-    so with ``arith`` the rate and the coded size come from one forward per window.
-    """
-    from ..models import load
-
-    texts = read_texts(data_path, max_bytes)
-    model, tok = load(model_path)
-    window, stride = resolve_windows(model, tok, windows, window, stride)
-    seqs = tokenize_texts(tok, texts, add_eos)
-    n_bytes = [len(t.encode("utf-8")) for t in texts]
-    t0 = time.perf_counter()
-    if arith:
-        from .coder import decode, encode
-
-        blob, stats = encode(model, seqs, window=window, stride=stride, batch_size=batch_size, pad_id=pad_token(tok))
-        cl = code_length_from_bits(stats.token_bits, n_bytes)
-    else:
-        cl = code_length_of_ids(model, seqs, n_bytes, None, window, stride, batch_size, pad_token(tok))
-    seconds = {"encode" if arith else "score": time.perf_counter() - t0}
-    joined = "\n".join(texts).encode("utf-8")
-    result: dict[str, Any] = {
-        "model": str(model_path),
-        "data": str(data_path),
-        "vocab_size": int(model.config.vocab_size),
-        "windows": windows,
-        "window": window,
-        "stride": stride,
-        "model_rate": cl.summary(),
-        "baselines": {
-            name: {"bytes": size, "raw_bytes": len(joined), "bits_per_byte": 8 * size / len(joined), "gamma": size / len(joined)}
-            for name, size in baseline_sizes(joined).items()
-        },
-        "seconds": seconds,
-    }
-    if arith:
-        t0 = time.perf_counter()
-        decoded = decode(model, blob)
-        seconds["decode"] = time.perf_counter() - t0
-        tokens_ok = decoded == seqs
-        texts_back = [tok.decode(s[1 : len(s) - (1 if add_eos else 0)], skip_special_tokens=False) for s in decoded]
-        n_differ = sum(a != b for a, b in zip(texts_back, texts))
-        result["arith"] = {
-            **stats.summary(),
-            "roundtrip_tokens_exact": bool(tokens_ok),
-            "roundtrip_text_exact": bool(tokens_ok and n_differ == 0),
-            "roundtrip_texts_differ": int(n_differ),
-            "bits_per_byte_payload": 8 * stats.payload_bytes / cl.total_bytes,
-            "bits_per_byte_coded": 8 * len(blob) / cl.total_bytes,
-        }
-    return result
