@@ -472,15 +472,18 @@ def test_align_rloo_without_a_scorer_is_one_line(hf_files, tmp_path, capsys):
 def test_every_method_in_an_experiment_on_a_tiny_hf_model_and_a_preference_file(hf_files, tmp_path):
     run_dir = springback.run("algorithms", out=tmp_path, progress=False, sets=[
         f"model.path={hf_files['model']}", f"data.aligned={hf_files['hh']}", f"data.eval={hf_files['hh']}",
-        "data.scorers=[refusal]", "data.n_reference=2", "seeds=[0]", "n_pos=[8]", "n_neg=[0,4,8]",
+        "data.scorers=[refusal]", "data.n_reference=2", "seeds=[0,1]", "n_pos=[8]", "n_neg=[0,4,8]",
         "world.n_eval_prompts=2", "measure.n_samples=2", "measure.max_new_tokens=6", "align.batch_size=4",
         "opposing.batch_size=4", "align.algorithm.max_new_tokens=6"])
     df = springback.load_results(run_dir)
     opp = df[df.stage == "opposing"]
     assert sorted(opp.algorithm.unique()) == sorted(["sft", "dpo", "ipo", "kto", "simpo", "rloo"])
-    assert len(opp) == 6 * 3 and opp.score_S.notna().all() and opp["score_refusal"].notna().all()
-    starts = opp[opp.n_opposing == 0].set_index("algorithm").score_S
-    assert starts.nunique() == 6  # six different aligned models from one base
+    # every seed ran (a user's model.path once made a second seed reuse the first seed's cells)
+    assert len(opp) == 2 * 6 * 3 and opp.score_S.notna().all() and opp["score_refusal"].notna().all()
+    assert opp.groupby("algorithm").seed.apply(lambda s: sorted(set(s))).map(tuple).eq((0, 1)).all()
+    starts = opp[opp.n_opposing == 0].set_index(["seed", "algorithm"]).score_S
+    assert starts.loc[0].nunique() == 6 and starts.loc[1].nunique() == 6  # six aligned models per seed, one base
+    assert (starts.loc[0] != starts.loc[1]).any()  # the seed changes the data order, hence the models
 
 
 def test_paper_config_of_the_dpo_model_size_axis_resolves():
