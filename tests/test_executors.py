@@ -270,6 +270,22 @@ def test_local_pool_commits_in_cell_order_and_matches_serial(tmp_path):
     assert not any((pooled / ".staged").glob("*.pkl"))
 
 
+def test_a_pool_whose_worker_died_between_runs_is_replaced(tmp_path):
+    from springback.pipeline import executors
+
+    run_fake(tmp_path / "a", fake_cells(2), ExecutorConfig(kind="local", workers=2))
+    (pool,) = executors._POOLS.values()
+    os.kill(next(iter(pool._processes)), signal.SIGKILL)  # an idle worker dies (the OOM killer, a user)
+    deadline = time.time() + 30
+    while not pool._broken and time.time() < deadline:
+        time.sleep(0.05)
+    assert pool._broken  # the pool noticed: it cannot take tasks any more
+    # The next run starts a fresh pool instead of failing at its first cell.
+    pooled = run_fake(tmp_path / "b", fake_cells(3), ExecutorConfig(kind="local", workers=2))
+    assert records(pooled) == records(run_fake(tmp_path / "serial", fake_cells(3), None))
+    assert list(executors._POOLS.values()) != [pool]
+
+
 @pytest.mark.slow
 def test_killed_worker_fails_the_run_and_the_next_run_redoes_only_its_cell(tmp_path):
     count = tmp_path / "computed.txt"

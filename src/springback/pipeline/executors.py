@@ -256,7 +256,11 @@ class LocalExecutor:
             self._pool.submit(probe, task_env())
 
     def submit(self, tasks: list[Any]) -> list[cf.Future]:
-        futures = [self._pool.submit(run_task, t) for t in tasks]
+        try:
+            futures = [self._pool.submit(run_task, t) for t in tasks]
+        except cf.process.BrokenProcessPool:
+            _drop_pool(self._pool)
+            raise WorkerLost("a worker process died (killed, or out of memory)") from None
         self._futures += futures
         return futures
 
@@ -289,6 +293,10 @@ def _shared_pool(envs: list[dict[str, str]]) -> cf.ProcessPoolExecutor:
     import multiprocessing as mp
 
     key = json.dumps(envs, sort_keys=True)
+    if key in _POOLS and getattr(_POOLS[key], "_broken", False):
+        # A worker died since the last run (killed while idle, out of memory): the pool cannot
+        # take tasks any more, so this run starts a fresh one instead of failing at its first cell.
+        _drop_pool(_POOLS[key])
     if key not in _POOLS:
         for old in list(_POOLS.values()):  # one pool at a time: the cores are the limit
             _drop_pool(old)
