@@ -52,4 +52,6 @@ def test_worlds_of_opposite_sign_are_reported_not_pooled():
     df = pd.concat([df[df.world == "sentiment"], neg[neg.world == "safety"]])
     (c,) = claims(df, PrimingConfig())
     assert c.groups["sentiment"]["verdict"] == "reproduced" and c.groups["safety"]["verdict"] == "not_reproduced"
-    assert c.verdict == "inconclusive" and c.details["groups_disagree"] is True
+    # both worlds decided, one reversed: the claim (priming in every world) is decided against
+    assert c.verdict == "not_reproduced" and c.details["groups_disagree"] is True
+    assert c.details["decided_by_groups"] is True and c.seeds_needed is None

@@ -52,8 +52,9 @@ def test_absent_groups_of_either_sign_keep_a_pooled_absent_but_an_effect_in_one_
     opposite = {"a": [0.05, 0.06, 0.055, 0.052], "b": [-0.05, -0.06, -0.055, -0.052]}
     c = claim_by_group("c", "", "", opposite, delta=0.1)
     assert {g["verdict"] for g in c.groups.values()} == {"reproduced", "not_reproduced"}
-    # pooled, the two cancel into a narrow interval around 0; the groups show it is no absence
-    assert c.verdict == "inconclusive" and c.details["pooled_verdict"] == "absent" and c.seeds_needed is None
+    # pooled, the two cancel into a narrow interval around 0; the groups show it is no absence,
+    # and one world decided against the claim decides it (every world is decided: no seeds to add)
+    assert c.verdict == "not_reproduced" and c.details["pooled_verdict"] == "absent" and c.seeds_needed is None
 
 
 def test_per_group_orders_by_seed():

@@ -189,5 +189,5 @@ def test_seeds_text_says_why_an_inconclusive_claim_has_no_seed_count():
 
     assert seeds_text({"n_seeds": 9, "verdict": "inconclusive", "seeds_needed": 23}) == "9 (≈23 to decide)"
     split = {"n_seeds": 9, "verdict": "inconclusive", "seeds_needed": None, "details": {"groups_disagree": True}}
-    assert "opposite directions" in seeds_text(split)
+    assert "disagree in sign" in seeds_text(split)
     assert seeds_text({"n_seeds": 9, "verdict": "reproduced", "seeds_needed": None}) == "9"

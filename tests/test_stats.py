@@ -229,20 +229,27 @@ def test_correlation_claim_absent_and_seeds_needed_in_z():
 # ----------------------------------------------------------------------------- groups
 
 
-def test_groups_that_disagree_in_sign_block_a_pooled_verdict():
+def test_groups_decided_in_opposite_directions_decide_the_claim_against_it():
     per_group = {"sentiment": [1.0, 1.1, 0.9, 1.0, 1.05, 0.95], "safety": [-0.1, -0.12, -0.08]}
     pooled = _claim(per_group["sentiment"] + per_group["safety"], delta=0.05)
     assert pooled.verdict == REPRODUCED  # pooling alone would hide the reversed world
     c = claim_by_group("c", "s", "p", per_group, delta=0.05)
     assert c.effect == pytest.approx(pooled.effect) and c.n_seeds == 9
-    assert c.details["groups_disagree"] is True and c.details["pooled_verdict"] == REPRODUCED
-    # both groups decided, in opposite directions: no number of seeds reconciles them
-    assert c.verdict == INCONCLUSIVE and c.seeds_needed is None
-    assert "opposite directions" in c.details["seeds_needed_note"]
     assert c.groups["sentiment"]["verdict"] == REPRODUCED and c.groups["safety"]["verdict"] == NOT_REPRODUCED
+    # every world decided, one against the claim: decided as a conjunction over worlds, no seeds to add
+    assert c.details["groups_disagree"] is True and c.details["pooled_verdict"] == REPRODUCED
+    assert c.details["decided_by_groups"] is True
+    assert c.verdict == NOT_REPRODUCED and c.seeds_needed is None
     assert c.groups["safety"]["n_seeds"] == 3 and c.groups["safety"]["delta"] == 0.05
     assert c.groups["safety"]["effect"] == pytest.approx(-0.1)
     assert set(c.groups["safety"]) >= {"effect", "ci_low", "ci_high", "n_seeds", "verdict", "delta"}
+
+
+def test_a_world_shown_negligible_decides_a_claim_that_holds_in_another():
+    # reproduced in one world, absent (and below the null) in the other: not reproduced as a whole
+    c = claim_by_group("c", "s", "p", {"a": [0.9, 0.88, 0.92, 0.87], "b": [-0.01, -0.012, -0.009, -0.011]}, delta=0.1)
+    assert [c.groups[g]["verdict"] for g in ("a", "b")] == [REPRODUCED, ABSENT]
+    assert c.verdict == NOT_REPRODUCED and c.details["decided_by_groups"] is True and c.seeds_needed is None
 
 
 def test_disagreeing_groups_with_an_undecided_one_say_the_seeds_that_group_needs():

@@ -340,16 +340,24 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     Each group (e.g. a synthetic world) is decided like the pooled claim — same null, δ,
     resolution and scale (Fisher z for a :func:`correlation_claim`) — and stored in ``groups``
     as {effect, ci_low, ci_high, n_seeds, verdict, delta, seeds_needed}. ``details["groups_disagree"]``
-    is True when some group's effect lies above the null and another's below. Rule: when the
-    groups disagree, a pooled ``reproduced`` / ``not_reproduced`` stands only if every group has
-    that same verdict, and a pooled ``absent`` only if no group shows an effect (none is
-    reproduced or not_reproduced: near the null, group means of either sign are what "absent"
-    predicts, and the pooled interval already holds the spread between groups); otherwise the
-    claim becomes inconclusive, the pooled verdict is kept in ``details["pooled_verdict"]`` and
-    ``seeds_needed`` is what would decide every undecided group (the largest group's count, in
-    seeds: one replicate per seed in a group), or None when every group is already decided (they
-    are decided in opposite directions, and more seeds will not reconcile them). Groups that
-    agree in sign never change the pooled verdict: pooling them is what buys the seeds."""
+    is True when some group's effect lies above the null and another's below. Rules when the
+    groups disagree:
+
+    - **every group decided** (none inconclusive): the claim is decided by its groups as by the
+      required parts of a conjunction (:func:`combine_verdicts`): all absent → ``absent``; any
+      group not reproduced, or absent while another is not → ``not_reproduced``. The claim says
+      the effect holds in every world; a world where it is shown reversed or negligible decides
+      it, and no number of seeds would change that. ``details["decided_by_groups"]`` is True and
+      a differing pooled verdict is kept in ``details["pooled_verdict"]``.
+    - **some group undecided**: a pooled ``reproduced`` / ``not_reproduced`` stands only if every
+      group has that same verdict, and a pooled ``absent`` only if no group shows an effect (none
+      is reproduced or not_reproduced: near the null, group means of either sign are what
+      "absent" predicts, and the pooled interval already holds the spread between groups);
+      otherwise the claim becomes inconclusive, the pooled verdict is kept in
+      ``details["pooled_verdict"]`` and ``seeds_needed`` is what would decide every undecided
+      group (the largest group's count, in seeds: one replicate per seed in a group).
+
+    Groups that agree in sign never change the pooled verdict: pooling them is what buys the seeds."""
     null = float(claim.details.get("null", 0.0))
     res = claim.details.get("resolution")
     scale = _FISHER if claim.details.get("scale") == _FISHER.name else _LINEAR
@@ -361,6 +369,16 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     signs = {np.sign(g["effect"] - null) for g in groups.values() if math.isfinite(g["effect"])}
     disagree = bool(1.0 in signs and -1.0 in signs)
     out = dataclasses.replace(claim, details={**claim.details, "groups_disagree": disagree}, groups=groups)
+    decided = [g["verdict"] for g in groups.values() if g["verdict"] != INCONCLUSIVE]
+    if disagree and len(decided) == len(groups) >= 2:
+        by_groups = combine_verdicts(decided)
+        out.details["decided_by_groups"] = True
+        if by_groups != claim.verdict:
+            out.details["pooled_verdict"] = claim.verdict
+            out.verdict = by_groups
+            out.seeds_needed = None
+            out.details["seeds_needed_per_group"] = True
+        return out
     if claim.verdict == ABSENT:
         blocked = any(g["verdict"] in (REPRODUCED, NOT_REPRODUCED) for g in groups.values())
     else:
@@ -370,16 +388,11 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
         out.verdict = INCONCLUSIVE
         undecided = [g["seeds_needed"] for g in groups.values() if g["verdict"] == INCONCLUSIVE]
         known = [n for n in undecided if n is not None]
-        if known:
-            strs = [n for n in known if isinstance(n, str)]
-            out.seeds_needed = strs[0] if strs else int(max(known))
-            out.details["seeds_needed_per_group"] = True  # already in seeds: not divided by the groups
-            out.details["seeds_needed_note"] = ("the groups disagree in sign: seeds_needed is what would decide "
-                                                "every undecided group, each on its own")
-        else:
-            out.seeds_needed = None
-            out.details["seeds_needed_note"] = ("every group is decided, in opposite directions: the claim holds in "
-                                                "some groups and not in others, and more seeds will not change that")
+        strs = [n for n in known if isinstance(n, str)]
+        out.seeds_needed = (strs[0] if strs else int(max(known))) if known else None
+        out.details["seeds_needed_per_group"] = True  # already in seeds: not divided by the groups
+        out.details["seeds_needed_note"] = ("the groups disagree in sign: seeds_needed is what would decide "
+                                            "every undecided group, each on its own")
     return out
 
 

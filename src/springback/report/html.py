@@ -87,7 +87,7 @@ def seeds_text(claim: dict) -> str:
         approx = "" if str(needed).startswith(">") else "≈"  # ">1000": beyond the cap, not an estimate
         text += f" ({approx}{needed} to decide)"
     elif claim.get("verdict") == "inconclusive" and (claim.get("details") or {}).get("groups_disagree"):
-        text += " (the groups are decided in opposite directions: see them per group)"
+        text += " (its groups disagree in sign: see them per group)"
     return text
 
 
