@@ -43,7 +43,7 @@ def test_readme_command_parses(argv, tmp_path, monkeypatch):
     from springback.experiments import EXPERIMENTS
 
     args = build_parser().parse_args(argv)
-    assert args.command in ("list", "run", "reproduce", "report", "compress", "elasticity", "compare")
+    assert args.command in ("list", "run", "reproduce", "report", "compress", "elasticity", "compare", "align")
     if args.command == "run":
         assert args.experiment in EXPERIMENTS
         if args.config is None or (ROOT / args.config).exists():

@@ -10,7 +10,9 @@ Off by default; each backend is an optional extra (``pip install 'springback[ten
 and a missing package is one clear line before any work. Offline-safe: TensorBoard writes
 event files under the run directory; W&B runs in offline mode when ``WANDB_MODE`` is unset and
 its server cannot be reached; MLflow logs to a local ``file:`` store under the run directory
-unless ``MLFLOW_TRACKING_URI`` is set. Only the main process logs.
+unless ``MLFLOW_TRACKING_URI`` is set. A cell is logged by the process that computes it (an
+executor's worker, or the main process; of an ``accelerate launch``, only rank 0): the losses
+exist only there.
 """
 
 from __future__ import annotations
