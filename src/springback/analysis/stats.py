@@ -188,6 +188,15 @@ def seeds_needed(
     return int(n[ok[0]]) if len(ok) else f">{cap}"
 
 
+def most_seeds_needed(needed: Sequence[Any]) -> int | str | None:
+    """The largest of several ``seeds_needed`` values (">N" beats any int); None if none is known."""
+    known = [n for n in needed if n is not None]
+    if not known:
+        return None
+    capped = [n for n in known if isinstance(n, str)]
+    return capped[0] if capped else int(max(known))
+
+
 @dataclasses.dataclass
 class Claim:
     """One checked claim, as written to ``result.json`` and the report.
@@ -377,7 +386,6 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
             out.details["pooled_verdict"] = claim.verdict
             out.verdict = by_groups
             out.seeds_needed = None
-            out.details["seeds_needed_per_group"] = True
         return out
     if claim.verdict == ABSENT:
         blocked = any(g["verdict"] in (REPRODUCED, NOT_REPRODUCED) for g in groups.values())
@@ -386,10 +394,7 @@ def with_groups(claim: Claim, per_group_values: Mapping[str, Sequence[float]]) -
     if disagree and blocked:
         out.details["pooled_verdict"] = claim.verdict
         out.verdict = INCONCLUSIVE
-        undecided = [g["seeds_needed"] for g in groups.values() if g["verdict"] == INCONCLUSIVE]
-        known = [n for n in undecided if n is not None]
-        strs = [n for n in known if isinstance(n, str)]
-        out.seeds_needed = (strs[0] if strs else int(max(known))) if known else None
+        out.seeds_needed = most_seeds_needed([g["seeds_needed"] for g in groups.values() if g["verdict"] == INCONCLUSIVE])
         out.details["seeds_needed_per_group"] = True  # already in seeds: not divided by the groups
         out.details["seeds_needed_note"] = ("the groups disagree in sign: seeds_needed is what would decide "
                                             "every undecided group, each on its own")

@@ -34,6 +34,7 @@ from .stats import (
     _finite,
     _spread,
     combine_verdicts,
+    most_seeds_needed,
     replicates_to_seeds,
     seeds_needed,
 )
@@ -59,15 +60,6 @@ def summary(claim: Claim) -> dict[str, Any]:
             "unit": claim.unit, "groups": claim.groups}
 
 
-def _most(needed: list[Any]) -> int | str | None:
-    """The largest of several seeds_needed values (">N" beats any int); None if none is known."""
-    known = [n for n in needed if n is not None]
-    if not known:
-        return None
-    capped = [n for n in known if isinstance(n, str)]
-    return capped[0] if capped else int(max(known))
-
-
 def with_parts(claim: Claim, parts: Mapping[str, Claim]) -> Claim:
     """``claim`` combined with further required parts: verdict = :func:`combine_verdicts` of all,
     each part's numbers in ``details["parts"]``; an inconclusive result gets the largest
@@ -77,7 +69,7 @@ def with_parts(claim: Claim, parts: Mapping[str, Claim]) -> Claim:
                               verdict=combine_verdicts(verdicts))
     out.details["own_verdict"] = claim.verdict
     if out.verdict == INCONCLUSIVE:
-        out.seeds_needed = _most([c.seeds_needed for c in [claim, *parts.values()] if c.verdict == INCONCLUSIVE])
+        out.seeds_needed = most_seeds_needed([c.seeds_needed for c in [claim, *parts.values()] if c.verdict == INCONCLUSIVE])
     else:
         out.seeds_needed = None
     return out
